@@ -1,0 +1,131 @@
+"""Load the surname files, normalise them to ASCII and split them by name.
+
+A data folder holds one `<Label>.txt` file per label (a language, for the names
+that ship in `data/names/`), one example per line, UTF-8.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import string
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from anyascii import anyascii
+
+DATA_DIR = Path(__file__).resolve().parent / "data" / "names"
+ALPHABET = string.ascii_letters + " .,;'-"
+LETTER_INDEX = {letter: i for i, letter in enumerate(ALPHABET)}
+SPLITS = ("train", "validation", "test")
+SPLIT_RULE = "zlib.crc32(name.encode('ascii')) % 10: 0 test, 1 validation, else train"
+_NOT_ALLOWED = re.compile(f"[^{re.escape(ALPHABET)}]")
+_SPACES = re.compile(r" +")
+
+
+class DataError(Exception):
+    """A problem with user-supplied data or input, worth one line to the user."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line instead of the whole usage text."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def normalise(text: str) -> str:
+    """Transliterate to ASCII and keep only letters of ALPHABET.
+
+    Transliteration keeps what accent stripping loses: `Strauß` -> `Strauss`,
+    `Иванов` -> `Ivanov`. Whitespace of any kind becomes single spaces.
+    """
+    ascii_text = anyascii(text)
+    ascii_text = "".join(" " if c.isspace() else c for c in ascii_text)
+    return _SPACES.sub(" ", _NOT_ALLOWED.sub("", ascii_text)).strip()
+
+
+def usable_name(text: str) -> str:
+    """The normalised form of a name typed by a user; DataError if nothing usable is left."""
+    name = normalise(text)
+    if not any(c.isalpha() for c in name):
+        raise DataError(f"{text!r} has no letters that can be read (after converting to ASCII)")
+    return name
+
+
+def find_language(languages: list[str], text: str) -> int:
+    """Index of a language named in any letter case; DataError listing the known ones if none matches."""
+    for index, language in enumerate(languages):
+        if language.lower() == text.strip().lower():
+            return index
+    raise DataError(f"unknown language {text!r}; known languages: {', '.join(languages)}")
+
+
+def start_letters(text: str) -> list[str]:
+    """Capitalised start letters, as the data set writes names; DataError for anything but A-Z."""
+    bad = [c for c in text if c not in string.ascii_letters]
+    if bad:
+        raise DataError(f"start letters must be A-Z, not {''.join(dict.fromkeys(bad))!r}")
+    return [c.upper() for c in text]
+
+
+def split_of(name: str) -> str:
+    """The split a normalised name belongs to, decided by the name alone.
+
+    Every language that lists the same name sees it in the same split, so no
+    name is ever both trained on and tested on.
+    """
+    bucket = zlib.crc32(name.encode("ascii")) % 10
+    return "test" if bucket == 0 else "validation" if bucket == 1 else "train"
+
+
+@dataclass
+class Dataset:
+    """Distinct (name, label index) pairs and the sorted labels they refer to."""
+
+    languages: list[str]
+    pairs: list[tuple[str, int]]
+
+    def split(self, which: str) -> list[tuple[str, int]]:
+        if which not in SPLITS:
+            raise ValueError(f"unknown split {which!r}")
+        return [(name, label) for name, label in self.pairs if split_of(name) == which]
+
+
+def load_dataset(data_dir: str | Path = DATA_DIR) -> Dataset:
+    """Read every `<Label>.txt` in data_dir; labels sorted so indices never depend on the file system."""
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise DataError(f"data folder not found: {folder}")
+    files = sorted(folder.glob("*.txt"))
+    languages = [f.stem for f in files]
+    pairs: list[tuple[str, int]] = []
+    seen: set[tuple[str, int]] = set()
+    for label, path in enumerate(files):
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise DataError(f"not UTF-8 text: {path}") from None
+        for line in lines:
+            name = normalise(line)
+            if name and (name, label) not in seen:
+                seen.add((name, label))
+                pairs.append((name, label))
+    if not pairs:
+        raise DataError(f"no names found in {folder} (expected <Label>.txt files, one name per line)")
+    return Dataset(languages, pairs)
+
+
+def encode(name: str) -> list[int]:
+    """Letter indices of a normalised name."""
+    return [LETTER_INDEX[c] for c in name]
+
+
+def pad_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Letter indices padded with 0 to the longest name, and each name's length."""
+    lengths = torch.tensor([len(n) for n in names], dtype=torch.long)
+    letters = torch.zeros(len(names), int(lengths.max()) if names else 0, dtype=torch.long)
+    for row, name in enumerate(names):
+        letters[row, : len(name)] = torch.tensor(encode(name), dtype=torch.long)
+    return letters, lengths

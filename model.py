@@ -1,0 +1,325 @@
+"""Hand-built character RNNs: a surname classifier and a conditional surname generator.
+
+Letters arrive as indices, never one-hot vectors: a one-hot vector times a weight
+matrix is one row of that matrix, so every input projection is an `nn.Embedding`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from data import ALPHABET, LETTER_INDEX, pad_batch
+
+CHECKPOINT_DIR = Path("checkpoints")
+CLASSIFIER_PATH = CHECKPOINT_DIR / "classifier.pt"
+GENERATOR_PATH = CHECKPOINT_DIR / "generator.pt"
+EOS = len(ALPHABET)  # generator token that ends a name
+SOS = len(ALPHABET) + 1  # generator token that starts one, so the model can pick the first letter
+N_TOKENS = len(ALPHABET) + 2
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing or unusable, worth one line to the user."""
+
+
+def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
+    """Write to a temporary file beside path, then rename: a crash never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(checkpoint, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | Path, kind: str) -> dict:
+    """A checkpoint dict of the given kind ("classifier" or "generator"), loaded weights-only."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no {kind} checkpoint at {path}: run `python train.py` first")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"cannot read {path} ({type(error).__name__}): run `python train.py` again") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != kind:
+        raise CheckpointError(f"{path} is not a {kind} checkpoint: run `python train.py` again")
+    return checkpoint
+
+
+def build(checkpoint: dict) -> nn.Module:
+    """The model a checkpoint describes, with its weights, ready for inference."""
+    model_type = {"classifier": Classifier, "generator": Generator}[checkpoint["kind"]]
+    model = model_type(**checkpoint["model_args"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+class RNNCell(nn.Module):
+    """The tutorial's cell: the new state is tanh of the input plus a linear map of the old state.
+
+    Cheap, but gradients fade over long names.
+    """
+
+    input_width = 1  # input projections the cell needs, in units of hidden_size
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.h2h = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x + self.h2h(h))
+
+
+class GRUCell(nn.Module):
+    """A gated cell: reset and update gates decide how much of the old state to keep.
+
+    Gating lets information from a name's first letters survive to its last.
+    """
+
+    input_width = 3
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.h2h = nn.Linear(hidden_size, 3 * hidden_size)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        x_r, x_z, x_n = x.chunk(3, dim=-1)
+        h_r, h_z, h_n = self.h2h(h).chunk(3, dim=-1)
+        reset = torch.sigmoid(x_r + h_r)
+        update = torch.sigmoid(x_z + h_z)
+        candidate = torch.tanh(x_n + reset * h_n)
+        return candidate + update * (h - candidate)
+
+
+CELLS = {"rnn": RNNCell, "gru": GRUCell}
+
+
+def reverse_padded(letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each row's real letters in reverse order, padding left where it was."""
+    steps = torch.arange(letters.shape[1])
+    index = (lengths[:, None] - 1 - steps).clamp(min=0)
+    return letters.gather(1, index)
+
+
+class NgramBag(nn.Module):
+    """The mean of learned vectors for every letter 1- to 4-gram in a name, hashed into buckets.
+
+    Gives the classifier direct sight of telling fragments (-ski, Mc-, -ov) that a
+    recurrent state has to learn to carry; the name's edges are marked, so '^Mc' and 'ov$' are n-grams too.
+    """
+
+    def __init__(self, n_letters: int, buckets: int, width: int, longest: int = 4):
+        super().__init__()
+        self.n_letters, self.buckets, self.longest = n_letters, buckets, longest
+        self.vectors = nn.Embedding(buckets, width)
+
+    def forward(self, letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        batch, steps = letters.shape
+        edge = self.n_letters  # one extra symbol marks both the start and the end
+        marked = torch.full((batch, steps + 2), edge, dtype=torch.long)
+        marked[:, 1:steps + 1] = letters
+        marked[torch.arange(batch), lengths + 1] = edge
+        total = letters.new_zeros(batch, self.vectors.embedding_dim, dtype=torch.float)
+        count = torch.zeros(batch, 1)
+        base = self.n_letters + 1
+        for n in range(1, self.longest + 1):
+            if steps + 2 < n:
+                break
+            windows = marked.unfold(1, n, 1)  # (batch, windows, n)
+            code = torch.zeros(windows.shape[:2], dtype=torch.long)
+            for k in range(n):
+                code = code * base + windows[..., k]
+            code = code + n * base ** self.longest  # keep the orders apart
+            ids = (code * 2654435761) % self.buckets
+            valid = (torch.arange(windows.shape[1]) + n <= (lengths + 2)[:, None])
+            valid &= ~((windows == edge).all(-1))  # a window of edge symbols alone says nothing
+            total = total + (self.vectors(ids) * valid[..., None]).sum(1)
+            count = count + valid.sum(1, keepdim=True)
+        return total / count.clamp(min=1)
+
+
+class Classifier(nn.Module):
+    """Reads a name letter by letter and scores every language from the final state.
+
+    Bidirectional: one cell reads the name forwards, one backwards, so both its
+    beginning and its ending weigh in. Returns log-probabilities (B, languages).
+    """
+
+    def __init__(self, n_letters: int, n_languages: int, hidden_size: int = 256,
+                 cell: str = "gru", bidirectional: bool = True, dropout: float = 0.3,
+                 ngram_buckets: int = 0, ngram_width: int = 64):
+        super().__init__()
+        directions = 2 if bidirectional else 1
+        self.ngrams = NgramBag(n_letters, ngram_buckets, ngram_width) if ngram_buckets else None
+        cell_type = CELLS[cell]
+        self.hidden_size = hidden_size
+        self.input_rows = nn.ModuleList(
+            nn.Embedding(n_letters, cell_type.input_width * hidden_size) for _ in range(directions))
+        self.cells = nn.ModuleList(cell_type(hidden_size) for _ in range(directions))
+        self.dropout = nn.Dropout(dropout)
+        self.h2o = nn.Linear(directions * hidden_size + (ngram_width if ngram_buckets else 0), n_languages)
+
+    def forward(self, letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        finals = []
+        for direction, (rows, cell) in enumerate(zip(self.input_rows, self.cells)):
+            seq = letters if direction == 0 else reverse_padded(letters, lengths)
+            inputs = rows(seq)  # the whole batch embedded at once, before the time loop
+            h = inputs.new_zeros(letters.shape[0], self.hidden_size)
+            for t in range(letters.shape[1]):
+                still_reading = (t < lengths)[:, None]
+                h = torch.where(still_reading, cell(inputs[:, t], h), h)
+            finals.append(h)
+        if self.ngrams is not None:
+            finals.append(self.ngrams(letters, lengths))
+        return F.log_softmax(self.h2o(self.dropout(torch.cat(finals, dim=1))), dim=1)
+
+
+class Generator(nn.Module):
+    """Predicts a name's next letter from its language, the current letter and the state.
+
+    As in the tutorial, a second layer reads the new state beside a first guess made
+    from the input and old state; dropout there adds variety to samples.
+    """
+
+    def __init__(self, n_tokens: int, n_languages: int, hidden_size: int = 384,
+                 cell: str = "gru", dropout: float = 0.4):
+        super().__init__()
+        cell_type = CELLS[cell]
+        self.hidden_size = hidden_size
+        self.letter_rows = nn.Embedding(n_tokens, cell_type.input_width * hidden_size)
+        self.language_rows = nn.Embedding(n_languages, cell_type.input_width * hidden_size)
+        self.cell = cell_type(hidden_size)
+        self.i2o_letter = nn.Embedding(n_tokens, n_tokens)
+        self.i2o_language = nn.Embedding(n_languages, n_tokens)
+        self.i2o_hidden = nn.Linear(hidden_size, n_tokens)
+        self.dropout = nn.Dropout(dropout)
+        self.o2o = nn.Linear(hidden_size + n_tokens, n_tokens)
+
+    def step(self, language: torch.Tensor, token: torch.Tensor,
+             h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One letter for a batch: (next-token log-probabilities, new state)."""
+        first_guess = self.i2o_letter(token) + self.i2o_language(language) + self.i2o_hidden(h)
+        h = self.cell(self.letter_rows(token) + self.language_rows(language), h)
+        logits = self.o2o(self.dropout(torch.cat((h, first_guess), dim=1)))
+        return F.log_softmax(logits, dim=1), h
+
+    def forward(self, language: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: log-probabilities of every next token, (B, T, n_tokens)."""
+        inputs = self.letter_rows(tokens) + self.language_rows(language)[:, None]
+        first_guess = (self.i2o_letter(tokens) + self.i2o_language(language)[:, None])
+        h = inputs.new_zeros(tokens.shape[0], self.hidden_size)
+        states, previous = [], []
+        for t in range(tokens.shape[1]):
+            previous.append(h)
+            h = self.cell(inputs[:, t], h)
+            states.append(h)
+        states_t = torch.stack(states, dim=1)
+        first_guess = first_guess + self.i2o_hidden(torch.stack(previous, dim=1))
+        logits = self.o2o(self.dropout(torch.cat((states_t, first_guess), dim=2)))
+        return F.log_softmax(logits, dim=2)
+
+    def initial_state(self, batch: int) -> torch.Tensor:
+        return torch.zeros(batch, self.hidden_size)
+
+
+@torch.no_grad()
+def classify(model: Classifier, names: list[str], batch_size: int = 2048) -> torch.Tensor:
+    """Log-probabilities for normalised, non-empty names, in input order.
+
+    Names are batched by length so that little time goes on padding.
+    """
+    order = sorted(range(len(names)), key=lambda i: len(names[i]))
+    result = torch.empty(len(names), model.h2o.out_features)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        letters, lengths = pad_batch([names[i] for i in chunk])
+        result[chunk] = model(letters, lengths)
+    return result
+
+
+def generator_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forcing inputs (start token, letters) and targets (letters, end token).
+
+    Targets past a name's end are -100, which the loss ignores.
+    """
+    letters, lengths = pad_batch(names)
+    batch = len(names)
+    inputs = torch.cat((torch.full((batch, 1), SOS), letters), dim=1)
+    targets = torch.cat((letters, torch.zeros(batch, 1, dtype=torch.long)), dim=1)
+    targets[torch.arange(batch), lengths] = EOS
+    targets[torch.arange(targets.shape[1]) > lengths[:, None]] = -100
+    return inputs, targets
+
+
+@torch.no_grad()
+def sample(model: Generator, language: int, starts: list[str | None], temperature: float = 1.0,
+           greedy: bool = False, max_length: int = 20,
+           rng: torch.Generator | None = None) -> list[tuple[str, bool]]:
+    """One name per entry of starts, generated together: (name, ended with the end token).
+
+    An entry is a start letter the name must begin with, or None to let the
+    model choose. A name that has not ended after max_length letters is cut there.
+    """
+    batch = len(starts)
+    language_t = torch.full((batch,), language, dtype=torch.long)
+    token = torch.full((batch,), SOS, dtype=torch.long)
+    h = model.initial_state(batch)
+    forced = torch.tensor([LETTER_INDEX[s] if s else -1 for s in starts], dtype=torch.long)
+    letters = []
+    done = torch.zeros(batch, dtype=torch.bool)
+    for position in range(max_length + 1):  # the last step only asks whether the name ends
+        log_probs, h = model.step(language_t, token, h)
+        log_probs[:, SOS] = -math.inf
+        if position == 0:
+            log_probs[:, EOS] = -math.inf  # a name has at least one letter
+        if greedy:
+            token = log_probs.argmax(1)
+        else:
+            token = torch.multinomial(torch.softmax(log_probs / temperature, dim=1), 1, generator=rng)[:, 0]
+        if position == 0:
+            token = torch.where(forced >= 0, forced, token)
+        done |= token == EOS
+        if position == max_length or bool(done.all()):
+            break
+        letters.append(torch.where(done, -1, token))
+    columns = torch.stack(letters, dim=1).tolist()
+    names = ["".join(ALPHABET[i] for i in row if i >= 0) for row in columns]
+    return [(name[:1].upper() + name[1:], bool(e)) for name, e in zip(names, done)]
+
+
+def top_languages(log_probs: torch.Tensor, languages: list[str], k: int) -> list[list[list]]:
+    """For each row, the k best [log-probability, language] pairs, best first."""
+    values, indices = log_probs.topk(min(k, len(languages)), dim=1)
+    return [[[round(v, 4), languages[i]] for v, i in zip(vs, js)]
+            for vs, js in zip(values.tolist(), indices.tolist())]
+
+
+def invent(model: Generator, language: int, starts: list[str | None], temperature: float,
+           greedy: bool = False, max_length: int = 20, seed: int | None = None,
+           candidates: int = 16) -> list[str]:
+    """One new name per entry of starts, avoiding repeats where the model allows.
+
+    Draws a few candidates per entry in one batch and takes the first one not
+    already chosen, preferring names that ended before max_length.
+    """
+    rng = torch.Generator()
+    rng.manual_seed(seed) if seed is not None else rng.seed()
+    drawn = sample(model, language, [s for s in starts for _ in range(candidates)], temperature,
+                   greedy, max_length, rng)
+    chosen: list[str] = []
+    for i in range(len(starts)):
+        options = drawn[i * candidates:(i + 1) * candidates]
+        fresh = [name for name, ended in options if name not in chosen and ended]
+        fresh = fresh or [name for name, _ in options if name not in chosen] or [options[0][0]]
+        chosen.append(fresh[0])
+    return chosen

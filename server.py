@@ -1,0 +1,299 @@
+"""A JSON service for the classifier and the generator, on http://localhost:5533/.
+
+    python server.py                 # then visit http://localhost:5533/Hinton
+    python server.py --port 0        # any free port; the address is printed
+
+GET /<name>                          languages for a surname, best first (?n=1..languages)
+GET /sample/<Language>               invented names (?start=RUS&n=5&temperature=0.8&seed=1)
+GET /api/languages, /api/health      what the service knows, and whether it is up
+GET /                                a page to try both in a browser (JSON description for API clients)
+"""
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import sys
+import threading
+from concurrent.futures import Future
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import torch
+
+from data import ArgumentParser, DataError, find_language, start_letters, usable_name
+from model import (CLASSIFIER_PATH, GENERATOR_PATH, CheckpointError, build, classify, invent,
+                   load_checkpoint, top_languages)
+
+PAGE = Path(__file__).resolve().parent / "static" / "index.html"
+MAX_NAME_LENGTH = 50
+MAX_SAMPLES = 50
+DEFAULT_TOP = 10  # the tutorial's server gave ten languages
+SOCKET_TIMEOUT = 10  # seconds a stalled client may hold its connection
+ENDPOINTS = {
+    "GET /<name>": "languages for a surname, best first; ?n=1..number of languages (default 10)",
+    "GET /sample/<Language>": "invented names; ?start=RUS (one per letter) or ?n=1..50, &temperature=, &seed=, &greedy=1",
+    "GET /api/languages": "the languages both models know",
+    "GET /api/health": "status of the service",
+}
+
+
+class HTTPError(Exception):
+    def __init__(self, status: HTTPStatus, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Batcher:
+    """One worker thread that classifies every name waiting at that moment in one forward pass.
+
+    Hand-built cells run many tiny torch ops; sixteen threads each running their own
+    pass mostly trade the interpreter lock. One batched pass serves them all at once.
+    """
+
+    def __init__(self, model, max_batch: int = 512):
+        self.model, self.max_batch = model, max_batch
+        self.waiting: queue.Queue[tuple[str, Future]] = queue.Queue()
+        threading.Thread(target=self._work, daemon=True, name="classifier").start()
+
+    def classify(self, name: str) -> torch.Tensor:
+        future: Future = Future()
+        self.waiting.put((name, future))
+        return future.result(timeout=30)
+
+    def _work(self) -> None:
+        while True:
+            batch = [self.waiting.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self.waiting.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                log_probs = classify(self.model, [name for name, _ in batch])
+                for (_, future), row in zip(batch, log_probs):
+                    future.set_result(row)
+            except Exception as error:  # never leave a request waiting forever
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+
+
+class Service:
+    """What the handlers need: both models, loaded once, and the answers they give."""
+
+    def __init__(self, classifier_path: str, generator_path: str):
+        classifier = load_checkpoint(classifier_path, "classifier")
+        generator = load_checkpoint(generator_path, "generator")
+        self.languages: list[str] = classifier["languages"]
+        if generator["languages"] != self.languages:
+            raise CheckpointError("the classifier and generator checkpoints know different languages: "
+                                  "run `python train.py` again")
+        self.batcher = Batcher(build(classifier))
+        self.generator = build(generator)
+        self.temperature: float = generator["temperature"]
+        self.generator_lock = threading.Lock()
+
+    def predict(self, raw_name: str, query: dict[str, list[str]]) -> dict:
+        if len(raw_name) > MAX_NAME_LENGTH:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"names are at most {MAX_NAME_LENGTH} characters")
+        top = integer(query, "n", DEFAULT_TOP, 1, len(self.languages))
+        try:
+            name = usable_name(raw_name)
+        except DataError as error:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
+        result = top_languages(self.batcher.classify(name)[None], self.languages, top)[0]
+        return {"name": raw_name, "normalised": name, "result": result}
+
+    def sample(self, raw_language: str, query: dict[str, list[str]]) -> dict:
+        try:
+            language = find_language(self.languages, raw_language)
+        except DataError as error:
+            raise HTTPError(HTTPStatus.NOT_FOUND, str(error)) from None
+        start = single(query, "start", "")
+        if len(start) > MAX_SAMPLES:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"at most {MAX_SAMPLES} start letters")
+        try:
+            starts = start_letters(start)
+        except DataError as error:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
+        count = integer(query, "n", 5, 1, MAX_SAMPLES)
+        temperature = number(query, "temperature", self.temperature, 0.01, 10.0)
+        seed = integer(query, "seed", None, 0, 2**63 - 1)
+        greedy = single(query, "greedy", "0").lower() in ("1", "true", "yes")
+        with self.generator_lock:
+            names = invent(self.generator, language, starts or [None] * count, temperature, greedy, seed=seed)
+        return {"language": self.languages[language], "names": names}
+
+
+def single(query: dict[str, list[str]], key: str, default: str) -> str:
+    values = query.get(key)
+    if values is None:
+        return default
+    if len(values) > 1:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"give {key} once")
+    return values[0]
+
+
+def integer(query: dict[str, list[str]], key: str, default: int | None, low: int, high: int) -> int | None:
+    text = single(query, key, "")
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"{key} must be a whole number") from None
+    if not low <= value <= high:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"{key} must be between {low} and {high}")
+    return value
+
+
+def number(query: dict[str, list[str]], key: str, default: float, low: float, high: float) -> float:
+    text = single(query, key, "")
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"{key} must be a number") from None
+    if not low <= value <= high:  # also rejects nan
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"{key} must be between {low} and {high}")
+    return value
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    disable_nagle_algorithm = True  # else small header and body writes wait ~40 ms for an ACK
+    timeout = SOCKET_TIMEOUT
+    server_version = "surnames/1.0"
+    service: Service
+    page: bytes
+    quiet = False
+
+    def do_GET(self) -> None:
+        self.respond(head_only=False)
+
+    def do_HEAD(self) -> None:
+        self.respond(head_only=True)
+
+    def respond(self, head_only: bool) -> None:
+        if self.path.split("?")[0] == "/" and self.wants_html():
+            self.send_body(HTTPStatus.OK, self.page, "text/html; charset=utf-8", head_only)
+            return
+        try:
+            status, body = HTTPStatus.OK, self.route()
+        except HTTPError as error:
+            status, body = error.status, {"error": str(error)}
+        except Exception as error:  # a bug must not reach the client as a traceback
+            self.log_error("internal error on %r: %s: %s", self.path, type(error).__name__, error)
+            status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"}
+        self.send_json(status, body, head_only)
+
+    def route(self) -> dict:
+        url = urlsplit(self.path)
+        try:
+            segments = [unquote(s, errors="strict") for s in url.path.split("/")[1:]]
+            query = parse_qs(url.query, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, "the address is not valid UTF-8") from None
+        if segments == [""]:
+            return {"service": "surname classifier and generator", "endpoints": ENDPOINTS}
+        if segments == ["api", "languages"]:
+            return {"languages": self.service.languages}
+        if segments == ["api", "health"]:
+            return {"status": "ok", "languages": len(self.service.languages)}
+        if len(segments) == 2 and segments[0] == "sample" and segments[1]:
+            return self.service.sample(segments[1], query)
+        if len(segments) == 1 and segments[0] != "favicon.ico":
+            return self.service.predict(segments[0], query)
+        raise HTTPError(HTTPStatus.NOT_FOUND, f"no such endpoint: {url.path}; see GET /")
+
+    def wants_html(self) -> bool:
+        """Browsers ask for text/html first; API clients (curl's */*, application/json) get JSON."""
+        accept = self.headers.get("Accept", "")
+        return "text/html" in accept and "application/json" not in accept.split(",")[0]
+
+    def send_json(self, status: int, body: dict, head_only: bool = False) -> None:
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        self.send_body(status, payload, "application/json; charset=utf-8", head_only)
+
+    def send_body(self, status: int, payload: bytes, content_type: str, head_only: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        if status == HTTPStatus.METHOD_NOT_ALLOWED:
+            self.send_header("Allow", "GET, HEAD")
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if not head_only:
+            self.wfile.write(payload)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors found by http.server itself (bad request line, unknown method) as JSON too."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:  # a method http.server has no do_ method for
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command} not allowed; use GET or HEAD"
+        self.close_connection = True
+        self.request_version = self.protocol_version  # answer garbage with a real status line, not HTTP/0.9
+        self.send_json(code, {"error": message or HTTPStatus(code).phrase}, head_only=self.command == "HEAD")
+
+    def method_not_allowed(self) -> None:
+        self.close_connection = True  # the request body, if any, is left unread
+        self.send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"method {self.command} not allowed; use GET or HEAD"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = method_not_allowed
+
+    def log_message(self, format: str, *args) -> None:
+        if not self.quiet:
+            super().log_message(format, *args)
+
+
+def make_server(host: str, port: int, service: Service, quiet: bool = False) -> ThreadingHTTPServer:
+    handler = type("BoundHandler", (Handler,), {"service": service, "quiet": quiet, "page": PAGE.read_bytes()})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(description="Serve the classifier and generator as JSON.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5533, help="port; 0 picks a free one (default: 5533)")
+    parser.add_argument("--quiet", action="store_true", help="no access log on stderr")
+    parser.add_argument("--classifier", default=str(CLASSIFIER_PATH), help=f"(default: {CLASSIFIER_PATH})")
+    parser.add_argument("--generator", default=str(GENERATOR_PATH), help=f"(default: {GENERATOR_PATH})")
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be between 0 and 65535")
+    torch.set_num_threads(1)  # requests are small; more threads only contend for two cores
+    try:
+        service = Service(args.classifier, args.generator)
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    try:
+        server = make_server(args.host, args.port, service, args.quiet)
+    except OSError as error:
+        print(f"error: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
+        return 1
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    host, port = server.server_address[:2]
+    print(f"serving on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    print("stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Shared fixtures: tiny models trained once per test session by the real train.py."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def run(script: str, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run one of the project's scripts as a user would, from the project's root."""
+    return subprocess.run([sys.executable, script, *args], cwd=ROOT, input=stdin, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Path:
+    """A folder with classifier.pt and generator.pt from one short training run."""
+    out = tmp_path_factory.mktemp("checkpoints")
+    result = run("train.py", "--epochs", "1", "--hidden-size", "32", "--out", str(out), timeout=300)
+    assert result.returncode == 0, result.stderr
+    return out

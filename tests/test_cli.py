@@ -1,0 +1,159 @@
+"""The scripts as a user runs them: real subprocesses, real checkpoints from a short training run."""
+import json
+import math
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from conftest import ROOT, run
+from data import load_dataset
+from model import N_TOKENS, build, load_checkpoint
+from train import generator_nll
+
+LINE = re.compile(r"^\((-?\d+\.\d\d)\) ([A-Z][a-z]+)$")
+
+
+def test_training_writes_checkpoints_and_plots(trained):
+    for name in ["classifier.pt", "generator.pt", "classifier_loss.png", "generator_loss.png", "confusion.png"]:
+        assert (trained / name).stat().st_size > 0
+    checkpoint = load_checkpoint(trained / "classifier.pt", "classifier")
+    assert checkpoint["languages"] == load_dataset().languages
+    assert "crc32" in checkpoint["split_rule"]
+    assert 0.5 <= load_checkpoint(trained / "generator.pt", "generator")["temperature"] <= 1.0
+
+
+def test_a_tiny_classifier_beats_always_russian_on_validation(trained):
+    dataset = load_dataset()
+    validation = dataset.split("validation")
+    russian = dataset.languages.index("Russian")
+    always_russian = sum(label == russian for _, label in validation) / len(validation)
+    accuracy = load_checkpoint(trained / "classifier.pt", "classifier")["metrics"]["validation"]["accuracy"]
+    assert accuracy > always_russian + 0.05
+
+
+def test_a_tiny_generator_beats_uniform_letters_on_validation(trained):
+    generator = build(load_checkpoint(trained / "generator.pt", "generator"))
+    nll = generator_nll(generator, load_dataset().split("validation"))
+    assert nll < math.log(N_TOKENS - 1) - 1.0
+
+
+def test_same_seed_same_model(tmp_path):
+    for out in ("a", "b"):
+        result = run("train.py", "--model", "classifier", "--dry-run", "--hidden-size", "16", "--out", str(tmp_path / out))
+        assert result.returncode == 0, result.stderr
+    a = load_checkpoint(tmp_path / "a" / "classifier.pt", "classifier")["state_dict"]
+    b = load_checkpoint(tmp_path / "b" / "classifier.pt", "classifier")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ctrl_c_stops_training_and_still_saves(tmp_path):
+    process = subprocess.Popen([sys.executable, "-u", "train.py", "--model", "classifier", "--hidden-size", "16",
+                                "--epochs", "50", "--out", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # wait for the first progress line, then interrupt
+        if "%" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "interrupted" in out
+    model = build(load_checkpoint(tmp_path / "classifier.pt", "classifier"))
+    assert model is not None
+
+
+def test_train_rejects_a_missing_data_folder(tmp_path):
+    result = run("train.py", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "missing" in result.stderr
+    assert not list(tmp_path.glob("*.pt"))
+
+
+def test_train_on_another_folder_of_labels(tmp_path):
+    data = tmp_path / "genders"
+    data.mkdir()
+    (data / "male.txt").write_text("\n".join(f"Jon{c}{d}" for c in "abcdefgh" for d in "xyzw"), encoding="utf-8")
+    (data / "female.txt").write_text("\n".join(f"Mar{c}{d}a" for c in "abcdefgh" for d in "xyzw"), encoding="utf-8")
+    result = run("train.py", "--model", "classifier", "--dry-run", "--data-dir", str(data), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(tmp_path / "classifier.pt", "classifier")["languages"] == ["female", "male"]
+    predicted = run("predict.py", "--checkpoint", str(tmp_path / "classifier.pt"), "-n", "2", "Jonas")
+    assert {line.split()[1] for line in predicted.stdout.splitlines()} == {"male", "female"}
+
+
+def test_predict_prints_top_three_best_first(trained):
+    result = run("predict.py", "--checkpoint", str(trained / "classifier.pt"), "Hinton")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    values = [float(LINE.match(line).group(1)) for line in lines]
+    assert values == sorted(values, reverse=True) and all(v <= 0 for v in values)
+    languages = load_dataset().languages
+    assert all(LINE.match(line).group(2) in languages for line in lines)
+    more = run("predict.py", "--checkpoint", str(trained / "classifier.pt"), "-n", "5", "Hinton")
+    assert more.stdout.splitlines()[:3] == lines and len(more.stdout.splitlines()) == 5
+
+
+def test_predict_json_from_stdin_keeps_order_and_reports_bad_lines(trained):
+    names = ["Hinton", "123", "Ślusàrski", "", "Nakamura"]
+    result = run("predict.py", "--checkpoint", str(trained / "classifier.pt"), "--json", "-n", "2", "-",
+                 stdin="\n".join(names) + "\n")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["name"] for r in records] == names
+    assert "error" in records[1] and "error" in records[3]
+    assert records[2]["normalised"] == "Slusarski"
+    for record in (records[0], records[2], records[4]):
+        assert len(record["result"]) == 2 and record["result"][0][0] >= record["result"][1][0]
+    single = run("predict.py", "--checkpoint", str(trained / "classifier.pt"), "-n", "2", "Nakamura")
+    best = LINE.match(single.stdout.splitlines()[0])
+    assert records[4]["result"][0][1] == best.group(2)
+    assert abs(records[4]["result"][0][0] - float(best.group(1))) < 0.006
+
+
+def test_predict_errors(trained, tmp_path):
+    missing = run("predict.py", "--checkpoint", str(tmp_path / "none.pt"), "Hinton")
+    assert missing.returncode == 1 and "python train.py" in missing.stderr
+    assert missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
+    no_letters = run("predict.py", "--checkpoint", str(trained / "classifier.pt"), "1234")
+    assert no_letters.returncode == 2 and no_letters.stderr.count("\n") == 1 and no_letters.stdout == ""
+    bad_n = run("predict.py", "--checkpoint", str(trained / "classifier.pt"), "-n", "0", "Hinton")
+    assert bad_n.returncode == 2 and bad_n.stderr.count("\n") == 1
+
+
+def test_predict_does_not_import_matplotlib(trained):
+    code = ("import sys, predict; predict.main(['--checkpoint', sys.argv[1], 'Hinton']); "
+            "print('matplotlib' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, str(trained / "classifier.pt")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.splitlines()[-1] == "False"
+
+
+def test_sample_one_name_per_start_letter(trained):
+    generator = str(trained / "generator.pt")
+    result = run("sample.py", "--checkpoint", generator, "russian", "RUS", "--seed", "1", "--max-length", "12")
+    assert result.returncode == 0, result.stderr
+    names = result.stdout.splitlines()
+    assert [n[0] for n in names] == ["R", "U", "S"]
+    assert all(1 <= len(n) <= 12 for n in names)
+    again = run("sample.py", "--checkpoint", generator, "Russian", "RUS", "--seed", "1", "--max-length", "12")
+    assert again.stdout == result.stdout
+    greedy = run("sample.py", "--checkpoint", generator, "Russian", "rrr", "--greedy").stdout.splitlines()
+    assert len(greedy) == 3 and len(set(greedy)) == 1 and greedy[0][0] == "R"
+    free = run("sample.py", "--checkpoint", generator, "Japanese", "-n", "4", "--seed", "2").stdout.splitlines()
+    assert len(free) == 4 and all(n[0].isupper() for n in free)
+
+
+def test_sample_errors(trained, tmp_path):
+    generator = str(trained / "generator.pt")
+    unknown = run("sample.py", "--checkpoint", generator, "Klingon")
+    assert unknown.returncode == 2 and "Russian" in unknown.stderr and unknown.stderr.count("\n") == 1
+    bad_letter = run("sample.py", "--checkpoint", generator, "Russian", "R2")
+    assert bad_letter.returncode == 2 and unknown.stderr.count("\n") == 1
+    missing = run("sample.py", "--checkpoint", str(tmp_path / "none.pt"), "Russian")
+    assert missing.returncode == 1 and "python train.py" in missing.stderr
+    bad_temperature = run("sample.py", "--checkpoint", generator, "Russian", "--temperature", "0")
+    assert bad_temperature.returncode == 2 and bad_temperature.stderr.count("\n") == 1

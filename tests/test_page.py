@@ -1,0 +1,73 @@
+"""The page at / in a real headless Chromium, against the real server."""
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -r requirements-dev.txt)")
+if not CHROMIUM.exists():
+    pytest.skip(f"no browser at {CHROMIUM}: apt-get install chromium (.ci/run does)", allow_module_level=True)
+
+from test_server import server  # noqa: E402,F401  the same real server fixture
+
+
+@pytest.fixture(scope="module")
+def page(server, tmp_path_factory):
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),  # a fresh --user-data-dir
+            executable_path=str(CHROMIUM), headless=True, viewport={"width": 390, "height": 844},  # a phone
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"])
+        page = browser.new_page()
+        page.goto(server["base"] + "/")
+        yield page
+        browser.close()
+
+
+def test_api_clients_still_get_json_at_root(server):
+    request = urllib.request.Request(server["base"] + "/", headers={"Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert "endpoints" in json.loads(response.read())
+    request = urllib.request.Request(server["base"] + "/", headers={"Accept": "text/html"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/html") and b"<script>" in response.read()
+
+
+def test_typing_a_name_shows_language_bars(page):
+    page.fill("#name", "Ślusàrski")
+    page.wait_for_selector("#bars .bar")
+    rows = page.locator("#bars .bar")
+    assert rows.count() == 5
+    assert page.text_content("#normalised") == "Read as: Slusarski"
+    widths = [float(rows.nth(i).locator(".fill").evaluate("e => e.style.width").rstrip("%")) for i in range(5)]
+    assert widths == sorted(widths, reverse=True) and 0 < sum(widths) <= 100.5
+    assert page.text_content("#name-error") == ""
+
+
+def test_generating_names_and_clicking_one_classifies_it(page):
+    page.wait_for_function("document.querySelectorAll('#language option').length > 0")
+    page.select_option("#language", "Russian")
+    page.fill("#start", "RUS")
+    page.click("#generate")
+    page.wait_for_selector("#samples button")
+    names = page.locator("#samples button").all_text_contents()
+    assert [n[0] for n in names] == ["R", "U", "S"]
+    page.locator("#samples button").first.click()
+    page.wait_for_function(f"document.querySelector('#name').value === {json.dumps(names[0])}")
+    page.wait_for_selector("#bars .bar")
+
+
+def test_a_name_without_letters_shows_the_error(page):
+    page.fill("#name", "1234")
+    page.wait_for_function("document.querySelector('#name-error').textContent.length > 0")
+    assert "no letters" in page.text_content("#name-error")
+    assert page.locator("#bars .bar").count() == 0
+    page.fill("#start", "R2")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#sample-error').textContent.length > 0")
+    assert "A-Z" in page.text_content("#sample-error")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing overflows a phone's width
