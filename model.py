@@ -111,43 +111,6 @@ def reverse_padded(letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor
     return letters.gather(1, index)
 
 
-class NgramBag(nn.Module):
-    """The mean of learned vectors for every letter 1- to 4-gram in a name, hashed into buckets.
-
-    Gives the classifier direct sight of telling fragments (-ski, Mc-, -ov) that a
-    recurrent state has to learn to carry; the name's edges are marked, so '^Mc' and 'ov$' are n-grams too.
-    """
-
-    def __init__(self, n_letters: int, buckets: int, width: int, longest: int = 4):
-        super().__init__()
-        self.n_letters, self.buckets, self.longest = n_letters, buckets, longest
-        self.vectors = nn.Embedding(buckets, width)
-
-    def forward(self, letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        batch, steps = letters.shape
-        edge = self.n_letters  # one extra symbol marks both the start and the end
-        marked = torch.full((batch, steps + 2), edge, dtype=torch.long)
-        marked[:, 1:steps + 1] = letters
-        marked[torch.arange(batch), lengths + 1] = edge
-        total = letters.new_zeros(batch, self.vectors.embedding_dim, dtype=torch.float)
-        count = torch.zeros(batch, 1)
-        base = self.n_letters + 1
-        for n in range(1, self.longest + 1):
-            if steps + 2 < n:
-                break
-            windows = marked.unfold(1, n, 1)  # (batch, windows, n)
-            code = torch.zeros(windows.shape[:2], dtype=torch.long)
-            for k in range(n):
-                code = code * base + windows[..., k]
-            code = code + n * base ** self.longest  # keep the orders apart
-            ids = (code * 2654435761) % self.buckets
-            valid = (torch.arange(windows.shape[1]) + n <= (lengths + 2)[:, None])
-            valid &= ~((windows == edge).all(-1))  # a window of edge symbols alone says nothing
-            total = total + (self.vectors(ids) * valid[..., None]).sum(1)
-            count = count + valid.sum(1, keepdim=True)
-        return total / count.clamp(min=1)
-
-
 class Classifier(nn.Module):
     """Reads a name letter by letter and scores every language from the final state.
 
@@ -156,31 +119,33 @@ class Classifier(nn.Module):
     """
 
     def __init__(self, n_letters: int, n_languages: int, hidden_size: int = 256,
-                 cell: str = "gru", bidirectional: bool = True, dropout: float = 0.3,
-                 ngram_buckets: int = 0, ngram_width: int = 64):
+                 cell: str = "gru", bidirectional: bool = True, dropout: float = 0.5,
+                 letter_dropout: float = 0.1):
         super().__init__()
         directions = 2 if bidirectional else 1
-        self.ngrams = NgramBag(n_letters, ngram_buckets, ngram_width) if ngram_buckets else None
+        self.letter_dropout = letter_dropout
         cell_type = CELLS[cell]
         self.hidden_size = hidden_size
         self.input_rows = nn.ModuleList(
             nn.Embedding(n_letters, cell_type.input_width * hidden_size) for _ in range(directions))
         self.cells = nn.ModuleList(cell_type(hidden_size) for _ in range(directions))
         self.dropout = nn.Dropout(dropout)
-        self.h2o = nn.Linear(directions * hidden_size + (ngram_width if ngram_buckets else 0), n_languages)
+        self.h2o = nn.Linear(directions * hidden_size, n_languages)
 
     def forward(self, letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         finals = []
+        shown = torch.ones(letters.shape)
+        if self.training and self.letter_dropout:  # hide whole letters, so no single one is leaned on
+            shown = (torch.rand(letters.shape) >= self.letter_dropout).float()
         for direction, (rows, cell) in enumerate(zip(self.input_rows, self.cells)):
-            seq = letters if direction == 0 else reverse_padded(letters, lengths)
-            inputs = rows(seq)  # the whole batch embedded at once, before the time loop
+            seq, seen = (letters, shown) if direction == 0 else (
+                reverse_padded(letters, lengths), reverse_padded(shown, lengths))
+            inputs = rows(seq) * seen[..., None]  # the whole batch embedded at once, before the time loop
             h = inputs.new_zeros(letters.shape[0], self.hidden_size)
             for t in range(letters.shape[1]):
                 still_reading = (t < lengths)[:, None]
                 h = torch.where(still_reading, cell(inputs[:, t], h), h)
             finals.append(h)
-        if self.ngrams is not None:
-            finals.append(self.ngrams(letters, lengths))
         return F.log_softmax(self.h2o(self.dropout(torch.cat(finals, dim=1))), dim=1)
 
 
