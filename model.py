@@ -118,7 +118,7 @@ class Classifier(nn.Module):
     beginning and its ending weigh in. Returns log-probabilities (B, languages).
     """
 
-    def __init__(self, n_letters: int, n_languages: int, hidden_size: int = 256,
+    def __init__(self, n_letters: int, n_languages: int, hidden_size: int = 128,
                  cell: str = "gru", bidirectional: bool = True, dropout: float = 0.5,
                  letter_dropout: float = 0.1):
         super().__init__()
@@ -134,13 +134,14 @@ class Classifier(nn.Module):
 
     def forward(self, letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         finals = []
-        shown = torch.ones(letters.shape)
+        shown = None
         if self.training and self.letter_dropout:  # hide whole letters, so no single one is leaned on
             shown = (torch.rand(letters.shape) >= self.letter_dropout).float()
         for direction, (rows, cell) in enumerate(zip(self.input_rows, self.cells)):
-            seq, seen = (letters, shown) if direction == 0 else (
-                reverse_padded(letters, lengths), reverse_padded(shown, lengths))
-            inputs = rows(seq) * seen[..., None]  # the whole batch embedded at once, before the time loop
+            backwards = direction == 1
+            inputs = rows(reverse_padded(letters, lengths) if backwards else letters)  # whole batch, before the loop
+            if shown is not None:
+                inputs = inputs * (reverse_padded(shown, lengths) if backwards else shown)[..., None]
             h = inputs.new_zeros(letters.shape[0], self.hidden_size)
             for t in range(letters.shape[1]):
                 still_reading = (t < lengths)[:, None]

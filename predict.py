@@ -54,22 +54,29 @@ def main(argv: list[str] | None = None) -> int:
         except DataError as error:
             normalised.append(None)
             errors.append(str(error))
-    usable = [n for n in normalised if n is not None]
-    results = iter(top_languages(classify(model, usable), languages, args.top)) if usable else iter(())
+    unique = list(dict.fromkeys(n for n in normalised if n is not None))  # lists repeat names: classify each once
+    results = dict(zip(unique, top_languages(classify(model, unique), languages, args.top))) if unique else {}
 
     status = 0
     out = sys.stdout
+    if args.json:
+        # each distinct result is encoded once; a line only adds its own name
+        encoded = {name: json.dumps(result) for name, result in results.items()}
+        for name, clean, error in zip(names, normalised, errors):
+            if error:
+                out.write(json.dumps({"name": name, "error": error}, ensure_ascii=False) + "\n")
+            else:
+                out.write(f'{{"name": {json.dumps(name, ensure_ascii=False)}, "normalised": {json.dumps(clean)}, '
+                          f'"result": {encoded[clean]}}}\n')
+        return status
     for name, clean, error in zip(names, normalised, errors):
-        if args.json:
-            record = {"name": name, "error": error} if error else {"name": name, "normalised": clean, "result": next(results)}
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        elif error:
+        if error:
             print(f"error: {error}", file=sys.stderr)
             status = 2
-        else:
-            if len(names) > 1:
-                out.write(f"\n> {name}\n")
-            out.write("".join(f"({value:.2f}) {language}\n" for value, language in next(results)))
+            continue
+        if len(names) > 1:
+            out.write(f"\n> {name}\n")
+        out.write("".join(f"({value:.2f}) {language}\n" for value, language in results[clean]))
     return status
 
 
