@@ -143,9 +143,12 @@ class Classifier(nn.Module):
             if shown is not None:
                 inputs = inputs * (reverse_padded(shown, lengths) if backwards else shown)[..., None]
             h = inputs.new_zeros(letters.shape[0], self.hidden_size)
+            shortest = int(lengths.min())
             for t in range(letters.shape[1]):
-                still_reading = (t < lengths)[:, None]
-                h = torch.where(still_reading, cell(inputs[:, t], h), h)
+                if t < shortest:  # every name still reading: no mask needed
+                    h = cell(inputs[:, t], h)
+                else:  # names that have ended keep their final state
+                    h = torch.where((t < lengths)[:, None], cell(inputs[:, t], h), h)
             finals.append(h)
         return F.log_softmax(self.h2o(self.dropout(torch.cat(finals, dim=1))), dim=1)
 

@@ -45,30 +45,34 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     model, languages = build(checkpoint), checkpoint["languages"]
     names = read_names(args)
-    normalised: list[str | None] = []
-    errors: list[str | None] = []
-    for name in names:
+    # Name lists repeat names: everything below is done once per distinct input.
+    normalised: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for name in dict.fromkeys(names):
         try:
-            normalised.append(usable_name(name))
-            errors.append(None)
+            normalised[name] = usable_name(name)
         except DataError as error:
-            normalised.append(None)
-            errors.append(str(error))
-    unique = list(dict.fromkeys(n for n in normalised if n is not None))  # lists repeat names: classify each once
+            errors[name] = str(error)
+    unique = list(dict.fromkeys(normalised.values()))
     results = dict(zip(unique, top_languages(classify(model, unique), languages, args.top))) if unique else {}
 
-    status = 0
-    out = sys.stdout
     if args.json:
-        # each distinct result is encoded once; a line only adds its own name
-        encoded = {name: json.dumps(result) for name, result in results.items()}
-        for name, clean, error in zip(names, normalised, errors):
-            if error:
-                out.write(json.dumps({"name": name, "error": error}, ensure_ascii=False) + "\n")
-            else:
-                out.write(f'{{"name": {json.dumps(name, ensure_ascii=False)}, "normalised": {json.dumps(clean)}, '
-                          f'"result": {encoded[clean]}}}\n')
-        return status
+        answers = {name: json.dumps({"name": name, "error": error}, ensure_ascii=False) + "\n"
+                   for name, error in errors.items()}
+        answers.update({name: json.dumps({"name": name, "normalised": clean, "result": results[clean]},
+                                         ensure_ascii=False) + "\n" for name, clean in normalised.items()})
+        sys.stdout.write("".join(answers[name] for name in names))
+        return 0
+    status = 0
+    for name in names:
+        if name in errors:
+            print(f"error: {errors[name]}", file=sys.stderr)
+            status = 2
+            continue
+        if len(names) > 1:
+            sys.stdout.write(f"\n> {name}\n")
+        sys.stdout.write("".join(f"({value:.2f}) {language}\n" for value, language in results[normalised[name]]))
+    return status
     for name, clean, error in zip(names, normalised, errors):
         if error:
             print(f"error: {error}", file=sys.stderr)
