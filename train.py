@@ -135,40 +135,27 @@ def evaluate_classifier(model: Classifier, examples: list[tuple[str, int]], n_la
     return metrics
 
 
-def train_classifier(dataset: Dataset, epochs: int, hidden_size: int, lr: float, batch_size: int,
-                     cell: str, dropout: float, letter_dropout: float, seed: int, max_steps: int | None = None,
-                     log=print) -> tuple[Classifier, dict]:
-    """Train on the train split; keep the weights that did best on validation.
+def fit(model: torch.nn.Module, train: list[tuple[str, int]], loss_of, validate, epochs: int, lr: float,
+        batch_size: int, rng: random.Random, max_steps: int | None, log) -> dict:
+    """The loop both models share: Adam with cosine decay over batches of similar length.
 
-    Classes are weighted by the inverse square root of their size, so the small
-    languages count without giving up much accuracy on the large ones.
+    loss_of(examples) gives (loss, a note for the progress line); validate() gives
+    (score, validation loss, summary) after each epoch, and the weights with the
+    highest score are kept. Ctrl-C ends training early, keeping the best so far.
     """
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    train, validation = dataset.split("train"), dataset.split("validation")
-    n_labels = len(dataset.languages)
-    model = Classifier(len(ALPHABET), n_labels, hidden_size, cell, dropout=dropout, letter_dropout=letter_dropout)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    counts = torch.bincount(torch.tensor([label for _, label in train]), minlength=n_labels).double()
-    weights = (counts.clamp(min=1) ** -0.5)
-    weights = (weights / (weights * counts).sum() * counts.sum()).float()
-
-    steps_per_epoch = math.ceil(len(train) / batch_size)
-    total_steps = min(epochs * steps_per_epoch, max_steps or math.inf)
+    total_steps = min(epochs * math.ceil(len(train) / batch_size), max_steps or math.inf)
     history = {"train": [], "validation": []}
-    best = {"score": -1.0, "state": None, "epoch": 0}
+    best = {"score": -math.inf, "state": None, "epoch": 0}
     step, window, start = 0, [], time.time()
     try:
         for epoch in range(1, epochs + 1):
-            for batch in length_batches([len(n) for n, _ in train], batch_size, rng):
+            for batch in length_batches([len(name) for name, _ in train], batch_size, rng):
                 if step >= total_steps:
                     break
-                names = [train[i][0] for i in batch]
-                labels = torch.tensor([train[i][1] for i in batch])
                 for group in optimiser.param_groups:
                     group["lr"] = cosine_lr(lr, step, total_steps)
-                log_probs = model(*pad_batch(names))
-                loss = F.nll_loss(log_probs, labels, weight=weights)
+                loss, note = loss_of([train[i] for i in batch])
                 optimiser.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -178,16 +165,10 @@ def train_classifier(dataset: Dataset, epochs: int, hidden_size: int, lr: float,
                 if step % LOG_EVERY == 0 or step == total_steps:
                     history["train"].append((step, sum(window) / len(window)))
                     window = []
-                    guess = dataset.languages[int(log_probs[0].argmax())]
-                    truth = dataset.languages[int(labels[0])]
-                    mark = "✓" if guess == truth else f"✗ ({truth})"
-                    log(f"{step} {100 * step // total_steps}% ({elapsed(start)}) {history['train'][-1][1]:.4f} "
-                        f"{names[0]} / {guess} {mark}")
-            metrics = evaluate_classifier(model, validation, n_labels)
-            history["validation"].append((step, metrics["loss"]))
-            score = (metrics["accuracy"] + metrics["macro_f1"] + metrics["balanced_accuracy"]) / 3
-            log(f"epoch {epoch}: validation loss {metrics['loss']:.4f} accuracy {metrics['accuracy']:.3f} "
-                f"macro-F1 {metrics['macro_f1']:.3f} balanced accuracy {metrics['balanced_accuracy']:.3f}")
+                    log(f"{step} {100 * step // total_steps}% ({elapsed(start)}) {history['train'][-1][1]:.4f}{note}")
+            score, validation_loss, summary = validate()
+            history["validation"].append((step, validation_loss))
+            log(f"epoch {epoch}: {summary}")
             if score > best["score"]:
                 best = {"score": score, "state": {k: v.clone() for k, v in model.state_dict().items()},
                         "epoch": epoch}
@@ -197,8 +178,45 @@ def train_classifier(dataset: Dataset, epochs: int, hidden_size: int, lr: float,
         log(f"interrupted at step {step}: keeping the best weights so far")
     if best["state"] is not None:
         model.load_state_dict(best["state"])
+    model.eval()
     history.update(steps=step, best_epoch=best["epoch"], seconds=time.time() - start)
-    return model.eval(), history
+    return history
+
+
+def train_classifier(dataset: Dataset, epochs: int, hidden_size: int, lr: float, batch_size: int,
+                     cell: str, dropout: float, letter_dropout: float, seed: int, max_steps: int | None = None,
+                     log=print) -> tuple[Classifier, dict]:
+    """Train on the train split; keep the weights with the best mean of validation accuracy,
+    macro-F1 and balanced accuracy.
+
+    Classes are weighted by the inverse square root of their size, so the small
+    languages count without giving up much accuracy on the large ones.
+    """
+    torch.manual_seed(seed)
+    train, validation = dataset.split("train"), dataset.split("validation")
+    n_labels = len(dataset.languages)
+    model = Classifier(len(ALPHABET), n_labels, hidden_size, cell, dropout=dropout, letter_dropout=letter_dropout)
+    counts = torch.bincount(torch.tensor([label for _, label in train]), minlength=n_labels).double()
+    weights = (counts.clamp(min=1) ** -0.5)
+    weights = (weights / (weights * counts).sum() * counts.sum()).float()
+
+    def loss_of(examples):
+        names = [name for name, _ in examples]
+        labels = torch.tensor([label for _, label in examples])
+        log_probs = model(*pad_batch(names))
+        guess, truth = (dataset.languages[int(i)] for i in (log_probs[0].argmax(), labels[0]))
+        mark = "✓" if guess == truth else f"✗ ({truth})"
+        return F.nll_loss(log_probs, labels, weight=weights), f" {names[0]} / {guess} {mark}"
+
+    def validate():
+        metrics = evaluate_classifier(model, validation, n_labels)
+        score = (metrics["accuracy"] + metrics["macro_f1"] + metrics["balanced_accuracy"]) / 3
+        return score, metrics["loss"], (
+            f"validation loss {metrics['loss']:.4f} accuracy {metrics['accuracy']:.3f} "
+            f"macro-F1 {metrics['macro_f1']:.3f} balanced accuracy {metrics['balanced_accuracy']:.3f}")
+
+    history = fit(model, train, loss_of, validate, epochs, lr, batch_size, random.Random(seed), max_steps, log)
+    return model, history
 
 
 # ----------------------------------------------------------------------------- generator
@@ -229,50 +247,20 @@ def train_generator(dataset: Dataset, epochs: int, hidden_size: int, lr: float, 
                     log=print) -> tuple[Generator, dict]:
     """Teacher-forced training on the train split; keep the weights with the best validation NLL."""
     torch.manual_seed(seed)
-    rng = random.Random(seed)
     train, validation = dataset.split("train"), dataset.split("validation")
     model = Generator(N_TOKENS, len(dataset.languages), hidden_size, cell, dropout)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    steps_per_epoch = math.ceil(len(train) / batch_size)
-    total_steps = min(epochs * steps_per_epoch, max_steps or math.inf)
-    history = {"train": [], "validation": []}
-    best = {"nll": math.inf, "state": None, "epoch": 0}
-    step, window, start = 0, [], time.time()
-    try:
-        for epoch in range(1, epochs + 1):
-            for batch in length_batches([len(n) for n, _ in train], batch_size, rng):
-                if step >= total_steps:
-                    break
-                inputs, targets = generator_batch([train[i][0] for i in batch])
-                languages = torch.tensor([train[i][1] for i in batch])
-                for group in optimiser.param_groups:
-                    group["lr"] = cosine_lr(lr, step, total_steps)
-                log_probs = model(languages, inputs)
-                loss = F.nll_loss(log_probs.transpose(1, 2), targets)
-                optimiser.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimiser.step()
-                step += 1
-                window.append(loss.item())
-                if step % LOG_EVERY == 0 or step == total_steps:
-                    history["train"].append((step, sum(window) / len(window)))
-                    window = []
-                    log(f"{step} {100 * step // total_steps}% ({elapsed(start)}) {history['train'][-1][1]:.4f}")
-            nll = generator_nll(model, validation)
-            history["validation"].append((step, nll))
-            log(f"epoch {epoch}: validation NLL {nll:.4f} nats/char")
-            if nll < best["nll"]:
-                best = {"nll": nll, "state": {k: v.clone() for k, v in model.state_dict().items()},
-                        "epoch": epoch}
-            if step >= total_steps:
-                break
-    except KeyboardInterrupt:
-        log(f"interrupted at step {step}: keeping the best weights so far")
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
-    history.update(steps=step, best_epoch=best["epoch"], seconds=time.time() - start)
-    return model.eval(), history
+
+    def loss_of(examples):
+        inputs, targets = generator_batch([name for name, _ in examples])
+        log_probs = model(torch.tensor([language for _, language in examples]), inputs)
+        return F.nll_loss(log_probs.transpose(1, 2), targets), ""
+
+    def validate():
+        nll = generator_nll(model, validation)
+        return -nll, nll, f"validation NLL {nll:.4f} nats/char"
+
+    history = fit(model, train, loss_of, validate, epochs, lr, batch_size, random.Random(seed), max_steps, log)
+    return model, history
 
 
 def sample_quality(generator: Generator, classifier: Classifier, dataset: Dataset, temperature: float,
