@@ -73,16 +73,6 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(f"\n> {name}\n")
         sys.stdout.write("".join(f"({value:.2f}) {language}\n" for value, language in results[normalised[name]]))
     return status
-    for name, clean, error in zip(names, normalised, errors):
-        if error:
-            print(f"error: {error}", file=sys.stderr)
-            status = 2
-            continue
-        if len(names) > 1:
-            out.write(f"\n> {name}\n")
-        out.write("".join(f"({value:.2f}) {language}\n" for value, language in results[clean]))
-    return status
-
 
 if __name__ == "__main__":
     sys.exit(main())

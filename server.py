@@ -245,9 +245,9 @@ class Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = method_not_allowed
 
-    def log_message(self, format: str, *args) -> None:
-        if not self.quiet:
-            super().log_message(format, *args)
+    def log_request(self, code="-", size="-") -> None:
+        if not self.quiet:  # --quiet silences the access log only; errors are still logged
+            super().log_request(code, size)
 
 
 def make_server(host: str, port: int, service: Service, quiet: bool = False) -> ThreadingHTTPServer:

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny models trained once per test session by the real train.py."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,3 +25,19 @@ def trained(tmp_path_factory) -> Path:
     result = run("train.py", "--epochs", "1", "--hidden-size", "32", "--out", str(out), timeout=300)
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def server(trained):
+    """The real server.py on a free port, serving the tiny models."""
+    process = subprocess.Popen(
+        [sys.executable, "-u", "server.py", "--port", "0", "--quiet",  # a log nobody reads would fill the pipe
+         "--classifier", str(trained / "classifier.pt"), "--generator", str(trained / "generator.pt")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    assert "serving on http://" in line, process.stderr.read()
+    address = line.split("http://")[1].split("/")[0]
+    yield {"base": f"http://{address}", "host": address.split(":")[0], "port": int(address.split(":")[1]),
+           "process": process}
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=10)

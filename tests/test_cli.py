@@ -5,7 +5,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import torch
 
@@ -152,7 +151,7 @@ def test_sample_errors(trained, tmp_path):
     unknown = run("sample.py", "--checkpoint", generator, "Klingon")
     assert unknown.returncode == 2 and "Russian" in unknown.stderr and unknown.stderr.count("\n") == 1
     bad_letter = run("sample.py", "--checkpoint", generator, "Russian", "R2")
-    assert bad_letter.returncode == 2 and unknown.stderr.count("\n") == 1
+    assert bad_letter.returncode == 2 and bad_letter.stderr.count("\n") == 1
     missing = run("sample.py", "--checkpoint", str(tmp_path / "none.pt"), "Russian")
     assert missing.returncode == 1 and "python train.py" in missing.stderr
     bad_temperature = run("sample.py", "--checkpoint", generator, "Russian", "--temperature", "0")

@@ -11,8 +11,6 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright i
 if not CHROMIUM.exists():
     pytest.skip(f"no browser at {CHROMIUM}: apt-get install chromium (.ci/run does)", allow_module_level=True)
 
-from test_server import server  # noqa: E402,F401  the same real server fixture
-
 
 @pytest.fixture(scope="module")
 def page(server, tmp_path_factory):

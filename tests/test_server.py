@@ -15,21 +15,6 @@ import pytest
 from conftest import ROOT
 
 
-@pytest.fixture(scope="module")
-def server(trained):
-    process = subprocess.Popen(
-        [sys.executable, "-u", "server.py", "--port", "0", "--classifier", str(trained / "classifier.pt"),
-         "--generator", str(trained / "generator.pt")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = process.stdout.readline()
-    assert "serving on http://" in line, process.stderr.read()
-    address = line.split("http://")[1].split("/")[0]
-    yield {"base": f"http://{address}", "host": address.split(":")[0], "port": int(address.split(":")[1]),
-           "process": process}
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=10)
-
-
 def get(server, path, method="GET", headers=None):
     request = urllib.request.Request(server["base"] + path, method=method, headers=headers or {})
     try:
