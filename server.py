@@ -99,7 +99,7 @@ class Service:
     def predict(self, raw_name: str, query: dict[str, list[str]]) -> dict:
         if len(raw_name) > MAX_NAME_LENGTH:
             raise HTTPError(HTTPStatus.BAD_REQUEST, f"names are at most {MAX_NAME_LENGTH} characters")
-        top = integer(query, "n", DEFAULT_TOP, 1, len(self.languages))
+        top = bounded(query, "n", DEFAULT_TOP, 1, len(self.languages))
         try:
             name = usable_name(raw_name)
         except DataError as error:
@@ -119,9 +119,9 @@ class Service:
             starts = start_letters(start)
         except DataError as error:
             raise HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
-        count = integer(query, "n", 5, 1, MAX_SAMPLES)
-        temperature = number(query, "temperature", self.temperature, 0.01, 10.0)
-        seed = integer(query, "seed", None, 0, 2**63 - 1)
+        count = bounded(query, "n", 5, 1, MAX_SAMPLES)
+        temperature = bounded(query, "temperature", self.temperature, 0.01, 10.0, float)
+        seed = bounded(query, "seed", None, 0, 2**63 - 1)
         greedy = single(query, "greedy", "0").lower() in ("1", "true", "yes")
         with self.generator_lock:
             names = invent(self.generator, language, starts or [None] * count, temperature, greedy, seed=seed)
@@ -137,27 +137,15 @@ def single(query: dict[str, list[str]], key: str, default: str) -> str:
     return values[0]
 
 
-def integer(query: dict[str, list[str]], key: str, default: int | None, low: int, high: int) -> int | None:
+def bounded(query: dict[str, list[str]], key: str, default, low, high, kind=int):
+    """A query value parsed as kind (int or float) and checked against [low, high]; default if absent."""
     text = single(query, key, "")
     if not text:
         return default
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        raise HTTPError(HTTPStatus.BAD_REQUEST, f"{key} must be a whole number") from None
-    if not low <= value <= high:
-        raise HTTPError(HTTPStatus.BAD_REQUEST, f"{key} must be between {low} and {high}")
-    return value
-
-
-def number(query: dict[str, list[str]], key: str, default: float, low: float, high: float) -> float:
-    text = single(query, key, "")
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise HTTPError(HTTPStatus.BAD_REQUEST, f"{key} must be a number") from None
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"{key} must be {'a whole number' if kind is int else 'a number'}") from None
     if not low <= value <= high:  # also rejects nan
         raise HTTPError(HTTPStatus.BAD_REQUEST, f"{key} must be between {low} and {high}")
     return value
