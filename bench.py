@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from data import ALPHABET, load_dataset, pad_batch
-from model import Classifier, Generator, build, generator_batch, load_checkpoint
+from model import N_TOKENS, Classifier, Generator, build, generator_batch, load_checkpoint
 from train import CLASSIFIER, GENERATOR, evaluate_classifier, sample_quality, scores
 
 ROOT = Path(__file__).resolve().parent
@@ -91,7 +91,7 @@ def training_speed(dataset) -> None:
         ("classifier", lambda: Classifier(len(ALPHABET), n, CLASSIFIER["hidden_size"], CLASSIFIER["cell"],
                                           dropout=CLASSIFIER["dropout"], letter_dropout=CLASSIFIER["letter_dropout"]),
          classifier_loss, CLASSIFIER),
-        ("generator", lambda: Generator(len(ALPHABET) + 2, n, GENERATOR["hidden_size"], GENERATOR["cell"],
+        ("generator", lambda: Generator(N_TOKENS, n, GENERATOR["hidden_size"], GENERATOR["cell"],
                                         GENERATOR["dropout"]), generator_loss, GENERATOR),
     ]:
         torch.manual_seed(0)

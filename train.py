@@ -321,8 +321,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"(default: classifier {CLASSIFIER['epochs']}, generator {GENERATOR['epochs']})")
     parser.add_argument("--hidden-size", type=int, help="width of the recurrent state "
                         f"(default: classifier {CLASSIFIER['hidden_size']}, generator {GENERATOR['hidden_size']})")
-    parser.add_argument("--lr", type=float, help=f"Adam's peak learning rate, decayed by a cosine (default: {CLASSIFIER['lr']})")
-    parser.add_argument("--batch-size", type=int, help=f"names per step (default: {CLASSIFIER['batch_size']})")
+    parser.add_argument("--lr", type=float, help="Adam's peak learning rate, decayed by a cosine "
+                        f"(default: classifier {CLASSIFIER['lr']}, generator {GENERATOR['lr']})")
+    parser.add_argument("--batch-size", type=int, help="names per step "
+                        f"(default: classifier {CLASSIFIER['batch_size']}, generator {GENERATOR['batch_size']})")
     parser.add_argument("--cell", choices=["gru", "rnn"], help="recurrent cell (default: gru)")
     parser.add_argument("--dropout", type=float, help="dropout before the output layer "
                         f"(default: classifier {CLASSIFIER['dropout']}, generator {GENERATOR['dropout']})")
