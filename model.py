@@ -160,8 +160,8 @@ class Generator(nn.Module):
     from the input and old state; dropout there adds variety to samples.
     """
 
-    def __init__(self, n_tokens: int, n_languages: int, hidden_size: int = 384,
-                 cell: str = "gru", dropout: float = 0.4):
+    def __init__(self, n_tokens: int, n_languages: int, hidden_size: int = 512,
+                 cell: str = "gru", dropout: float = 0.5):
         super().__init__()
         cell_type = CELLS[cell]
         self.hidden_size = hidden_size

@@ -24,7 +24,7 @@ from model import (CHECKPOINT_DIR, N_TOKENS, Classifier, CheckpointError, Genera
 
 # Settings, gathered in one place. Each has a command-line flag.
 CLASSIFIER = dict(epochs=20, hidden_size=128, lr=5e-3, batch_size=128, cell="gru", dropout=0.5, letter_dropout=0.1)
-GENERATOR = dict(epochs=10, hidden_size=384, lr=3e-3, batch_size=64, cell="gru", dropout=0.4)
+GENERATOR = dict(epochs=10, hidden_size=512, lr=3e-3, batch_size=64, cell="gru", dropout=0.5)
 FALLBACK_TEMPERATURE = 0.7  # when no classifier is at hand to choose one
 SEED = 1337
 DRY_RUN_STEPS = 20  # batches per model with --dry-run
