@@ -272,19 +272,21 @@ def sample_quality(generator: Generator, classifier: Classifier, dataset: Datase
     """
     rng = torch.Generator().manual_seed(seed)
     known = {name for name, _ in dataset.pairs}
-    table = {}
+    counts = {}
     for index, language in enumerate(dataset.languages):
         samples = sample(generator, index, [None] * per_language, temperature,
                          max_length=max_length, rng=rng)
         names = [name for name, _ in samples]
-        judged = classify(classifier, names).argmax(1)
-        table[language] = {
-            "ended": sum(e for _, e in samples) / per_language,
-            "novel": sum(n not in known for n in names) / per_language,
-            "distinct": len(set(names)) / per_language,
-            "judged": float((judged == index).double().mean()),
+        counts[language] = {
+            "ended": sum(e for _, e in samples),
+            "novel": sum(n not in known for n in names),
+            "distinct": len(set(names)),
+            "judged": int((classify(classifier, names).argmax(1) == index).sum()),
         }
-    pooled = {key: sum(row[key] for row in table.values()) / len(table) for key in next(iter(table.values()))}
+    # shares from whole counts, so that e.g. 1,440 novel of 1,800 is exactly 0.8
+    table = {language: {key: n / per_language for key, n in row.items()} for language, row in counts.items()}
+    pooled = {key: sum(row[key] for row in counts.values()) / (per_language * len(counts))
+              for key in next(iter(counts.values()))}
     return {"languages": table, "pooled": pooled}
 
 
