@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import quote
 
 import torch
 import torch.nn.functional as F
@@ -229,7 +230,7 @@ def load_client(base: str, names: list[str], clients: int, seconds: float) -> di
         connection = http.client.HTTPConnection(host, int(port), timeout=10)
         mine, bad = [], 0
         while time.perf_counter() < stop:
-            path = "/" + urllib_quote(rng.choice(names))
+            path = "/" + quote(rng.choice(names), safe="")
             start = time.perf_counter()
             try:
                 connection.request("GET", path)
@@ -256,11 +257,6 @@ def load_client(base: str, names: list[str], clients: int, seconds: float) -> di
     latencies.sort()
     return {"requests": len(latencies), "rate": len(latencies) / wall, "errors": errors[0],
             "p50": latencies[len(latencies) // 2] * 1000, "p99": latencies[int(len(latencies) * 0.99)] * 1000}
-
-
-def urllib_quote(name: str) -> str:
-    from urllib.parse import quote
-    return quote(name, safe="")
 
 
 def rss_mib(pid: int) -> float:

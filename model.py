@@ -137,13 +137,13 @@ class Classifier(nn.Module):
         shown = None
         if self.training and self.letter_dropout:  # hide whole letters, so no single one is leaned on
             shown = (torch.rand(letters.shape) >= self.letter_dropout).float()
+        shortest = int(lengths.min())
         for direction, (rows, cell) in enumerate(zip(self.input_rows, self.cells)):
             backwards = direction == 1
             inputs = rows(reverse_padded(letters, lengths) if backwards else letters)  # whole batch, before the loop
             if shown is not None:
                 inputs = inputs * (reverse_padded(shown, lengths) if backwards else shown)[..., None]
             h = inputs.new_zeros(letters.shape[0], self.hidden_size)
-            shortest = int(lengths.min())
             for t in range(letters.shape[1]):
                 if t < shortest:  # every name still reading: no mask needed
                     h = cell(inputs[:, t], h)

@@ -74,5 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write("".join(f"({value:.2f}) {language}\n" for value, language in results[normalised[name]]))
     return status
 
+
 if __name__ == "__main__":
     sys.exit(main())
