@@ -6,6 +6,7 @@ that ship in `data/names/`), one example per line, UTF-8.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import string
 import zlib
@@ -20,8 +21,26 @@ ALPHABET = string.ascii_letters + " .,;'-"
 LETTER_INDEX = {letter: i for i, letter in enumerate(ALPHABET)}
 SPLITS = ("train", "validation", "test")
 SPLIT_RULE = "zlib.crc32(name.encode('ascii')) % 10: 0 test, 1 validation, else train"
+# Limits on input: one table for the scripts, the server and the page (which reads it from the server).
+MAX_NAME_LENGTH = 50  # characters of a name as given; the data set's longest is 20 letters
+DEFAULT_TOP = 3  # languages per answer unless asked for more, as in the tutorial's predict.py
+MAX_SAMPLES = 100  # invented names per call: keeps one request well under a second
+DEFAULT_SAMPLES = 5  # invented names per call when no start letters are given
+TEMPERATURE_RANGE = (0.1, 2.0)  # below 0.1 sampling is greedy in all but name; above 2 it is noise
+SEED_RANGE = (0, 2**63 - 1)  # what torch.Generator.manual_seed takes on every platform
+MAX_LENGTH_RANGE = (1, 100)  # letters in an invented name (default 20; the data set's longest is 20)
 _NOT_ALLOWED = re.compile(f"[^{re.escape(ALPHABET)}]")
 _SPACES = re.compile(r" +")
+_SOFT_SIGN_BEFORE_VOWEL = re.compile("[ьЬ](?=[аеёиоуыэюяАЕЁИОУЫЭЮЯ])")
+
+
+# mimesis locales whose surname lists are written as the data set writes that language. Left out:
+# ja, ko and the Arabic-script lists, which transliterate into forms the data set never uses.
+REAL_NAME_LOCALES = {
+    "Chinese": ("zh",), "Czech": ("cs",), "Dutch": ("nl", "nl-be"), "English": ("en", "en-au", "en-ca", "en-gb"),
+    "French": ("fr",), "German": ("de", "de-at", "de-ch"), "Greek": ("el",), "Italian": ("it",),
+    "Polish": ("pl",), "Portuguese": ("pt", "pt-br"), "Russian": ("ru",), "Spanish": ("es", "es-mx"),
+}
 
 
 class DataError(Exception):
@@ -39,15 +58,32 @@ def normalise(text: str) -> str:
     """Transliterate to ASCII and keep only letters of ALPHABET.
 
     Transliteration keeps what accent stripping loses: `Strauß` -> `Strauss`,
-    `Иванов` -> `Ivanov`. Whitespace of any kind becomes single spaces.
+    `Иванов` -> `Ivanov`. Cyrillic soft and hard signs are written as the data set
+    writes them (`Васильев` -> `Vasiliev`, not `Vasil'ev`). Whitespace of any kind
+    becomes single spaces.
     """
-    ascii_text = anyascii(text)
+    text = _SOFT_SIGN_BEFORE_VOWEL.sub("и", text)
+    ascii_text = anyascii(re.sub("[ьЬъЪ]", "", text))
     ascii_text = "".join(" " if c.isspace() else c for c in ascii_text)
     return _SPACES.sub(" ", _NOT_ALLOWED.sub("", ascii_text)).strip()
 
 
+def fold(name: str) -> str:
+    """What the classifier reads: one letter case, so `HINTON`, `hinton` and `Hinton` are one name."""
+    return name.lower()
+
+
+def limits() -> dict:
+    """The limits above, as the server sends them to the page."""
+    return {"name_length": MAX_NAME_LENGTH, "top": DEFAULT_TOP, "samples": MAX_SAMPLES,
+            "default_samples": DEFAULT_SAMPLES, "temperature": list(TEMPERATURE_RANGE), "seed": list(SEED_RANGE),
+            "max_length": list(MAX_LENGTH_RANGE)}
+
+
 def usable_name(text: str) -> str:
-    """The normalised form of a name typed by a user; DataError if nothing usable is left."""
+    """The normalised form of a name typed by a user; DataError if it is too long or has no letters."""
+    if len(text) > MAX_NAME_LENGTH:
+        raise DataError(f"names are at most {MAX_NAME_LENGTH} characters, not {len(text):,}")
     name = normalise(text)
     if not any(c.isalpha() for c in name):
         raise DataError(f"{text!r} has no letters that can be read (after converting to ASCII)")
@@ -88,9 +124,14 @@ class Dataset:
     pairs: list[tuple[str, int]]
 
     def split(self, which: str) -> list[tuple[str, int]]:
-        if which not in SPLITS:
-            raise ValueError(f"unknown split {which!r}")
-        return [(name, label) for name, label in self.pairs if split_of(name) == which]
+        return in_split(self.pairs, which)
+
+
+def in_split(pairs: list[tuple[str, int]], which: str) -> list[tuple[str, int]]:
+    """The pairs whose name falls in one split: the data set's, or any other list of names."""
+    if which not in SPLITS:
+        raise ValueError(f"unknown split {which!r}")
+    return [(name, label) for name, label in pairs if split_of(name) == which]
 
 
 def load_dataset(data_dir: str | Path = DATA_DIR) -> Dataset:
@@ -129,3 +170,26 @@ def pad_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     for row, name in enumerate(names):
         letters[row, : len(name)] = torch.tensor(encode(name), dtype=torch.long)
     return letters, lengths
+
+
+def load_real_names(languages: list[str], known: set[str]) -> list[tuple[str, int]]:
+    """Real surnames from mimesis's per-locale lists that the data set does not have.
+
+    Names are normalised like the data set's; a name whose folded form is in known
+    (the data set's folded names) or that two languages share is dropped. The lists
+    ship inside the mimesis wheel: nothing is fetched.
+    """
+    try:
+        import mimesis
+    except ImportError:
+        raise DataError("the real-name check needs mimesis: pip install -r requirements.txt") from None
+    datasets = Path(mimesis.__file__).resolve().parent / "datasets"
+    found: dict[str, tuple[str, set[int]]] = {}  # folded name -> (first spelling seen, languages)
+    for label, language in enumerate(languages):
+        for locale in REAL_NAME_LOCALES.get(language, ()):
+            surnames = json.loads((datasets / locale / "person.json").read_text(encoding="utf-8"))["surnames"]
+            for raw in surnames if isinstance(surnames, list) else [n for v in surnames.values() for n in v]:
+                name = normalise(raw)
+                if any(c.isalpha() for c in name) and fold(name) not in known:
+                    found.setdefault(fold(name), (name, set()))[1].add(label)
+    return [(name, labels.pop()) for name, labels in found.values() if len(labels) == 1]

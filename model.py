@@ -1,22 +1,30 @@
 """Hand-built character RNNs: a surname classifier and a conditional surname generator.
 
-Letters arrive as indices, never one-hot vectors: a one-hot vector times a weight
-matrix is one row of that matrix, so every input projection is an `nn.Embedding`.
+How this differs from the PyTorch tutorials it follows:
+- Letters arrive as indices, never one-hot vectors: a one-hot vector times a weight
+  matrix is one row of that matrix, so every input projection is an `nn.Embedding`.
+- Whole padded batches run one time step at a time; a name's state stops changing
+  after its last letter, so a name scores the same alone or in any batch.
+- A GRU cell beside the tutorial's tanh cell, both built from `nn.Linear`.
+- The classifier reads names in both directions, in one letter case, and divides its
+  logits by a temperature fitted on validation names so its probabilities are honest.
+- The generator has start and end tokens, so it picks first letters and ends names itself.
 """
 from __future__ import annotations
 
 import math
 import os
 import tempfile
+import zlib
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data import ALPHABET, LETTER_INDEX, pad_batch
+from data import ALPHABET, LETTER_INDEX, fold, pad_batch
 
-CHECKPOINT_DIR = Path("checkpoints")
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 CLASSIFIER_PATH = CHECKPOINT_DIR / "classifier.pt"
 GENERATOR_PATH = CHECKPOINT_DIR / "generator.pt"
 EOS = len(ALPHABET)  # generator token that ends a name
@@ -42,8 +50,21 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
         raise
 
 
+# What each kind of checkpoint must hold, and of what type, to be used at all.
+CHECKPOINT_FIELDS = {
+    "classifier": {"model_args": dict, "state_dict": dict, "alphabet": str, "languages": list,
+                   "sure_threshold": float},
+    "generator": {"model_args": dict, "state_dict": dict, "alphabet": str, "languages": list,
+                  "temperature": float},
+}
+
+
 def load_checkpoint(path: str | Path, kind: str) -> dict:
-    """A checkpoint dict of the given kind ("classifier" or "generator"), loaded weights-only."""
+    """A checkpoint dict of the given kind ("classifier" or "generator"), loaded weights-only.
+
+    Anything this code could not use (another kind, a missing field, another alphabet)
+    is a CheckpointError, never a traceback later on.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no {kind} checkpoint at {path}: run `python train.py` first")
@@ -53,15 +74,39 @@ def load_checkpoint(path: str | Path, kind: str) -> dict:
         raise CheckpointError(f"cannot read {path} ({type(error).__name__}): run `python train.py` again") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("kind") != kind:
         raise CheckpointError(f"{path} is not a {kind} checkpoint: run `python train.py` again")
+    for field, field_type in CHECKPOINT_FIELDS[kind].items():
+        if not isinstance(checkpoint.get(field), field_type):
+            raise CheckpointError(f"{path} has no usable {field!r} (made by another version?): "
+                                  "run `python train.py` again")
+    if checkpoint["alphabet"] != ALPHABET:
+        raise CheckpointError(f"{path} was trained on another alphabet than this code reads: "
+                              "run `python train.py` again")
+    languages = checkpoint["languages"]
+    if not languages or not all(isinstance(language, str) for language in languages):
+        raise CheckpointError(f"{path} has no usable language list: run `python train.py` again")
     return checkpoint
 
 
 def build(checkpoint: dict) -> nn.Module:
     """The model a checkpoint describes, with its weights, ready for inference."""
     model_type = {"classifier": Classifier, "generator": Generator}[checkpoint["kind"]]
-    model = model_type(**checkpoint["model_args"])
-    model.load_state_dict(checkpoint["state_dict"])
+    try:
+        model = model_type(**checkpoint["model_args"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"the {checkpoint['kind']} checkpoint does not fit this code ({reason[:120]}): "
+                              "run `python train.py` again") from None
+    if getattr(model, "n_languages", len(checkpoint["languages"])) != len(checkpoint["languages"]):
+        raise CheckpointError(f"the {checkpoint['kind']} checkpoint's language list does not match its weights: "
+                              "run `python train.py` again")
     return model.eval()
+
+
+def load_model(path: str | Path, kind: str) -> tuple[nn.Module, dict]:
+    """The model at path, rebuilt, and its checkpoint: what every script and the server start with."""
+    checkpoint = load_checkpoint(path, kind)
+    return build(checkpoint), checkpoint
 
 
 class RNNCell(nn.Module):
@@ -120,9 +165,11 @@ class Classifier(nn.Module):
 
     def __init__(self, n_letters: int, n_languages: int, hidden_size: int = 128,
                  cell: str = "gru", bidirectional: bool = True, dropout: float = 0.5,
-                 letter_dropout: float = 0.1):
+                 letter_dropout: float = 0.1, ngram_buckets: int = 0):
         super().__init__()
+        self.ngram_buckets = ngram_buckets
         directions = 2 if bidirectional else 1
+        self.n_languages = n_languages
         self.letter_dropout = letter_dropout
         cell_type = CELLS[cell]
         self.hidden_size = hidden_size
@@ -131,26 +178,52 @@ class Classifier(nn.Module):
         self.cells = nn.ModuleList(cell_type(hidden_size) for _ in range(directions))
         self.dropout = nn.Dropout(dropout)
         self.h2o = nn.Linear(directions * hidden_size, n_languages)
+        if ngram_buckets:  # a score per language for each hashed letter n-gram, added to the RNN's logits
+            self.ngram_rows = nn.Embedding(ngram_buckets + 1, n_languages, padding_idx=ngram_buckets)
+        # Divides the logits; 1 while training, then fitted on validation names (calibration).
+        self.register_buffer("temperature", torch.tensor(1.0))
 
-    def forward(self, letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def encode(self, names: list[str]) -> tuple[torch.Tensor, ...]:
+        """What the classifier reads of normalised names: folded to one letter case, padded.
+
+        (letters (B, T), lengths (B,)), and with n-grams on, their bucket ids (B, G).
+        """
+        folded = [fold(name) for name in names]
+        letters, lengths = pad_batch(folded)
+        if not self.ngram_buckets:
+            return letters, lengths
+        ids = [ngram_ids(name, self.ngram_buckets) for name in folded]
+        grams = torch.full((len(ids), max(map(len, ids), default=0)), self.ngram_buckets, dtype=torch.long)
+        for row, name_ids in enumerate(ids):
+            grams[row, :len(name_ids)] = torch.tensor(name_ids, dtype=torch.long)
+        return letters, lengths, grams
+
+    def forward(self, letters: torch.Tensor, lengths: torch.Tensor,
+                grams: torch.Tensor | None = None) -> torch.Tensor:
+        # letters (B, T) indices, lengths (B,); H = hidden_size, W = the cell's input_width
         finals = []
         shown = None
         if self.training and self.letter_dropout:  # hide whole letters, so no single one is leaned on
-            shown = (torch.rand(letters.shape) >= self.letter_dropout).float()
+            shown = (torch.rand(letters.shape) >= self.letter_dropout).float()  # (B, T)
         shortest = int(lengths.min())
         for direction, (rows, cell) in enumerate(zip(self.input_rows, self.cells)):
             backwards = direction == 1
-            inputs = rows(reverse_padded(letters, lengths) if backwards else letters)  # whole batch, before the loop
+            inputs = rows(reverse_padded(letters, lengths) if backwards else letters)  # (B, T, W*H), before the loop
             if shown is not None:
                 inputs = inputs * (reverse_padded(shown, lengths) if backwards else shown)[..., None]
-            h = inputs.new_zeros(letters.shape[0], self.hidden_size)
+            h = inputs.new_zeros(letters.shape[0], self.hidden_size)  # (B, H)
             for t in range(letters.shape[1]):
                 if t < shortest:  # every name still reading: no mask needed
                     h = cell(inputs[:, t], h)
                 else:  # names that have ended keep their final state
                     h = torch.where((t < lengths)[:, None], cell(inputs[:, t], h), h)
             finals.append(h)
-        return F.log_softmax(self.h2o(self.dropout(torch.cat(finals, dim=1))), dim=1)
+        logits = self.h2o(self.dropout(torch.cat(finals, dim=1)))  # (B, directions*H) -> (B, languages)
+        if grams is not None:
+            if self.training and self.letter_dropout:  # and hide whole n-grams too
+                grams = grams.masked_fill(torch.rand(grams.shape) < self.letter_dropout, self.ngram_buckets)
+            logits = logits + self.ngram_rows(grams).sum(1)  # (B, G, languages) -> (B, languages)
+        return F.log_softmax(logits / self.temperature, dim=1)
 
 
 class Generator(nn.Module):
@@ -164,6 +237,7 @@ class Generator(nn.Module):
                  cell: str = "gru", dropout: float = 0.5):
         super().__init__()
         cell_type = CELLS[cell]
+        self.n_languages = n_languages
         self.hidden_size = hidden_size
         self.letter_rows = nn.Embedding(n_tokens, cell_type.input_width * hidden_size)
         self.language_rows = nn.Embedding(n_languages, cell_type.input_width * hidden_size)
@@ -184,21 +258,32 @@ class Generator(nn.Module):
 
     def forward(self, language: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: log-probabilities of every next token, (B, T, n_tokens)."""
-        inputs = self.letter_rows(tokens) + self.language_rows(language)[:, None]
-        first_guess = (self.i2o_letter(tokens) + self.i2o_language(language)[:, None])
-        h = inputs.new_zeros(tokens.shape[0], self.hidden_size)
+        # language (B,), tokens (B, T); H = hidden_size, W = the cell's input_width, N = n_tokens
+        inputs = self.letter_rows(tokens) + self.language_rows(language)[:, None]  # (B, T, W*H)
+        first_guess = (self.i2o_letter(tokens) + self.i2o_language(language)[:, None])  # (B, T, N)
+        h = inputs.new_zeros(tokens.shape[0], self.hidden_size)  # (B, H)
         states, previous = [], []
         for t in range(tokens.shape[1]):
             previous.append(h)
             h = self.cell(inputs[:, t], h)
             states.append(h)
-        states_t = torch.stack(states, dim=1)
-        first_guess = first_guess + self.i2o_hidden(torch.stack(previous, dim=1))
-        logits = self.o2o(self.dropout(torch.cat((states_t, first_guess), dim=2)))
+        states_t = torch.stack(states, dim=1)  # (B, T, H): the state after each token
+        first_guess = first_guess + self.i2o_hidden(torch.stack(previous, dim=1))  # from the state before it
+        logits = self.o2o(self.dropout(torch.cat((states_t, first_guess), dim=2)))  # (B, T, N)
         return F.log_softmax(logits, dim=2)
 
     def initial_state(self, batch: int) -> torch.Tensor:
         return torch.zeros(batch, self.hidden_size)
+
+
+def ngram_ids(name: str, buckets: int) -> list[int]:
+    """Hashed ids of a name's 1- to 4-letter pieces, its start and end marked: `^h`, `ton$`.
+
+    crc32, not hash(), so that ids are the same in every process.
+    """
+    marked = f"^{name}$"
+    return [zlib.crc32(marked[i:i + n].encode("ascii")) % buckets
+            for n in range(1, 5) for i in range(len(marked) - n + 1)]
 
 
 @torch.no_grad()
@@ -208,11 +293,10 @@ def classify(model: Classifier, names: list[str], batch_size: int = 2048) -> tor
     Names are batched by length so that little time goes on padding.
     """
     order = sorted(range(len(names)), key=lambda i: len(names[i]))
-    result = torch.empty(len(names), model.h2o.out_features)
+    result = torch.empty(len(names), model.n_languages)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        letters, lengths = pad_batch([names[i] for i in chunk])
-        result[chunk] = model(letters, lengths)
+        result[chunk] = model(*model.encode([names[i] for i in chunk]))
     return result
 
 
@@ -264,13 +348,6 @@ def sample(model: Generator, language: int, starts: list[str | None], temperatur
     columns = torch.stack(letters, dim=1).tolist()
     names = ["".join(ALPHABET[i] for i in row if i >= 0) for row in columns]
     return [(name[:1].upper() + name[1:], bool(e)) for name, e in zip(names, done)]
-
-
-def top_languages(log_probs: torch.Tensor, languages: list[str], k: int) -> list[list[list]]:
-    """For each row, the k best [log-probability, language] pairs, best first."""
-    values, indices = log_probs.topk(min(k, len(languages)), dim=1)
-    return [[[round(v, 4), languages[i]] for v, i in zip(vs, js)]
-            for vs, js in zip(values.tolist(), indices.tolist())]
 
 
 def invent(model: Generator, language: int, starts: list[str | None], temperature: float,

@@ -10,16 +10,21 @@ import argparse
 import json
 import sys
 
-from data import ArgumentParser, DataError, usable_name
-from model import CLASSIFIER_PATH, CheckpointError, build, classify, load_checkpoint, top_languages
+from answers import answer, run_script
+from data import DEFAULT_TOP, ArgumentParser, DataError, usable_name
+from model import CLASSIFIER_PATH, classify, load_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description="Guess which language a surname comes from.")
-    parser.add_argument("names", nargs="+", metavar="NAME", help="surnames to classify; - reads them from stdin, one per line")
-    parser.add_argument("-n", "--top", type=int, default=3, help="how many languages to show per name (default: 3)")
-    parser.add_argument("--json", action="store_true", help="write one JSON object per name and line")
-    parser.add_argument("--checkpoint", default=str(CLASSIFIER_PATH), help=f"classifier checkpoint (default: {CLASSIFIER_PATH})")
+    parser.add_argument("names", nargs="+", metavar="NAME",
+                        help="surnames to classify; - reads them from stdin, one per line")
+    parser.add_argument("-n", "--top", type=int, default=DEFAULT_TOP,
+                        help=f"how many languages to show per name (default: {DEFAULT_TOP})")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object per name and line; \"sure\" is true when the answer can be trusted")
+    parser.add_argument("--checkpoint", default=str(CLASSIFIER_PATH), help="classifier checkpoint "
+                        "(default: checkpoints/classifier.pt beside this script)")
     args = parser.parse_args(argv)
     if args.top < 1:
         parser.error("-n must be at least 1")
@@ -36,42 +41,47 @@ def read_names(args: argparse.Namespace) -> list[str]:
     return names
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        checkpoint = load_checkpoint(args.checkpoint, "classifier")
-    except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    model, languages = build(checkpoint), checkpoint["languages"]
-    names = read_names(args)
-    # Name lists repeat names: everything below is done once per distinct input.
+def answers_for(names: list[str], args: argparse.Namespace) -> dict[str, dict]:
+    """One answer per distinct input (name lists repeat names), an {"error"} record where it has none."""
+    model, checkpoint = load_model(args.checkpoint, "classifier")
+    records: dict[str, dict] = {}
     normalised: dict[str, str] = {}
-    errors: dict[str, str] = {}
     for name in dict.fromkeys(names):
         try:
             normalised[name] = usable_name(name)
         except DataError as error:
-            errors[name] = str(error)
+            records[name] = {"name": name, "error": str(error)}
     unique = list(dict.fromkeys(normalised.values()))
-    results = dict(zip(unique, top_languages(classify(model, unique), languages, args.top))) if unique else {}
+    log_probs = dict(zip(unique, classify(model, unique))) if unique else {}
+    for name, clean in normalised.items():
+        records[name] = answer(name, clean, log_probs[clean], checkpoint["languages"], args.top,
+                               checkpoint["sure_threshold"])
+    return records
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run_script(lambda: write_answers(read_names(args), args))
+
+
+def write_answers(names: list[str], args: argparse.Namespace) -> int:
+    records = answers_for(names, args)
     if args.json:
-        answers = {name: json.dumps({"name": name, "error": error}, ensure_ascii=False) + "\n"
-                   for name, error in errors.items()}
-        answers.update({name: json.dumps({"name": name, "normalised": clean, "result": results[clean]},
-                                         ensure_ascii=False) + "\n" for name, clean in normalised.items()})
-        sys.stdout.write("".join(answers[name] for name in names))
+        lines = {name: json.dumps(record, ensure_ascii=False) + "\n" for name, record in records.items()}
+        sys.stdout.write("".join(lines[name] for name in names))
         return 0
     status = 0
     for name in names:
-        if name in errors:
-            print(f"error: {errors[name]}", file=sys.stderr)
+        record = records[name]
+        if "error" in record:
+            print(f"error: {record['error']}", file=sys.stderr)
             status = 2
             continue
         if len(names) > 1:
             sys.stdout.write(f"\n> {name}\n")
-        sys.stdout.write("".join(f"({value:.2f}) {language}\n" for value, language in results[normalised[name]]))
+        lines = [f"({value:.2f}) {language}" for value, language in record["result"]]
+        lines[0] += "  (sure)" if record["sure"] else "  (not sure)"
+        sys.stdout.write("\n".join(lines) + "\n")
     return status
 
 

@@ -8,53 +8,47 @@ from __future__ import annotations
 import argparse
 import sys
 
-from data import ArgumentParser, DataError, find_language, start_letters
-from model import GENERATOR_PATH, CheckpointError, build, invent, load_checkpoint
-
-MAX_NAMES = 1000
+from answers import run_script, sample_request
+from data import DEFAULT_SAMPLES, MAX_LENGTH_RANGE, MAX_SAMPLES, TEMPERATURE_RANGE, ArgumentParser
+from model import GENERATOR_PATH, invent, load_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description="Invent surnames in a chosen language.")
     parser.add_argument("language", help="language to invent names in, any letter case (e.g. Russian)")
     parser.add_argument("start_letters", nargs="?", default="",
-                        help="one name per letter, starting with it (default: -n names, first letters chosen by the model)")
-    parser.add_argument("-n", type=int, default=5, help="how many names without start letters (default: 5)")
-    parser.add_argument("--temperature", type=float,
-                        help="above 0; lower gives safer, more typical names (default: chosen at training, in the checkpoint)")
-    parser.add_argument("--greedy", action="store_true", help="always take the likeliest next letter (the tutorial's decoding)")
+                        help="one name per letter, starting with it "
+                        "(default: -n names, first letters chosen by the model)")
+    parser.add_argument("-n", type=int, help=f"how many names without start letters, 1 to {MAX_SAMPLES} "
+                        f"(default: {DEFAULT_SAMPLES})")
+    parser.add_argument("--temperature", type=float, help=f"{TEMPERATURE_RANGE[0]} to {TEMPERATURE_RANGE[1]}; "
+                        "lower gives safer, more typical names (default: chosen at training, in the checkpoint)")
+    parser.add_argument("--greedy", action="store_true",
+                        help="always take the likeliest next letter (the tutorial's decoding)")
     parser.add_argument("--seed", type=int, help="random seed: the same seed gives the same names (default: random)")
-    parser.add_argument("--max-length", type=int, default=20, help="longest name, in letters (default: 20)")
-    parser.add_argument("--checkpoint", default=str(GENERATOR_PATH), help=f"generator checkpoint (default: {GENERATOR_PATH})")
+    parser.add_argument("--max-length", type=int, default=20,
+                        help=f"longest name, in letters, {MAX_LENGTH_RANGE[0]} to {MAX_LENGTH_RANGE[1]} (default: 20)")
+    parser.add_argument("--checkpoint", default=str(GENERATOR_PATH), help="generator checkpoint "
+                        "(default: checkpoints/generator.pt beside this script)")
     args = parser.parse_args(argv)
-    if not 1 <= args.n <= MAX_NAMES:
-        parser.error(f"-n must be between 1 and {MAX_NAMES}")
-    if args.temperature is not None and not 0 < args.temperature <= 10:
-        parser.error("--temperature must be above 0 and at most 10")
-    if not 1 <= args.max_length <= 100:
-        parser.error("--max-length must be between 1 and 100")
-    if len(args.start_letters) > MAX_NAMES:
-        parser.error(f"at most {MAX_NAMES} start letters")
+    if not MAX_LENGTH_RANGE[0] <= args.max_length <= MAX_LENGTH_RANGE[1]:
+        parser.error(f"--max-length must be between {MAX_LENGTH_RANGE[0]} and {MAX_LENGTH_RANGE[1]}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        checkpoint = load_checkpoint(args.checkpoint, "generator")
-    except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    try:
-        language = find_language(checkpoint["languages"], args.language)
-        starts = start_letters(args.start_letters) or [None] * args.n
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    temperature = args.temperature or checkpoint["temperature"]
-    names = invent(build(checkpoint), language, starts, temperature, args.greedy, args.max_length, args.seed)
-    print("\n".join(names))
-    return 0
+
+    def body() -> int:
+        model, checkpoint = load_model(args.checkpoint, "generator")
+        request = sample_request(checkpoint["languages"], args.language, args.start_letters, args.n,
+                                 args.temperature, checkpoint["temperature"], args.seed)
+        names = invent(model, request.language, request.starts, request.temperature, args.greedy,
+                       args.max_length, request.seed)
+        print("\n".join(names))
+        return 0
+
+    return run_script(body)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,15 @@
     python server.py                 # then visit http://localhost:5533/Hinton
     python server.py --port 0        # any free port; the address is printed
 
-GET /<name>                          languages for a surname, best first (?n=1..languages)
+GET /<name>                          languages for a surname, best first (?n=1..languages), and "sure"
 GET /sample/<Language>               invented names (?start=RUS&n=5&temperature=0.8&seed=1)
-GET /api/languages, /api/health      what the service knows, and whether it is up
+GET /api/languages, /api/limits      what the service knows, and the limits on what it is asked
+GET /api/health                      whether it is up
 GET /                                a page to try both in a browser (JSON description for API clients)
 """
 from __future__ import annotations
 
+import argparse
 import json
 import queue
 import signal
@@ -23,19 +25,19 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import torch
 
-from data import ArgumentParser, DataError, find_language, start_letters, usable_name
-from model import (CLASSIFIER_PATH, GENERATOR_PATH, CheckpointError, build, classify, invent,
-                   load_checkpoint, top_languages)
+from answers import answer, in_range, run_script, sample_request
+from data import DEFAULT_TOP, MAX_SAMPLES, ArgumentParser, DataError, limits, usable_name
+from model import CLASSIFIER_PATH, GENERATOR_PATH, CheckpointError, classify, invent, load_model
 
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
-MAX_NAME_LENGTH = 50
-MAX_SAMPLES = 50
-DEFAULT_TOP = 10  # the tutorial's server gave ten languages
 SOCKET_TIMEOUT = 10  # seconds a stalled client may hold its connection
 ENDPOINTS = {
-    "GET /<name>": "languages for a surname, best first; ?n=1..number of languages (default 10)",
-    "GET /sample/<Language>": "invented names; ?start=RUS (one per letter) or ?n=1..50, &temperature=, &seed=, &greedy=1",
+    "GET /<name>": f"languages for a surname, best first; ?n=1..number of languages (default {DEFAULT_TOP}); "
+                   "\"sure\" says whether the top one can be trusted",
+    "GET /sample/<Language>": f"invented names; ?start=RUS (one per letter) or ?n=1..{MAX_SAMPLES}, "
+                              "&temperature=, &seed=, &greedy=1",
     "GET /api/languages": "the languages both models know",
+    "GET /api/limits": "the limits on names, counts, temperature and seed",
     "GET /api/health": "status of the service",
 }
 
@@ -85,47 +87,39 @@ class Service:
     """What the handlers need: both models, loaded once, and the answers they give."""
 
     def __init__(self, classifier_path: str, generator_path: str):
-        classifier = load_checkpoint(classifier_path, "classifier")
-        generator = load_checkpoint(generator_path, "generator")
-        self.languages: list[str] = classifier["languages"]
-        if generator["languages"] != self.languages:
+        classifier, classifier_checkpoint = load_model(classifier_path, "classifier")
+        self.generator, generator_checkpoint = load_model(generator_path, "generator")
+        self.languages: list[str] = classifier_checkpoint["languages"]
+        if generator_checkpoint["languages"] != self.languages:
             raise CheckpointError("the classifier and generator checkpoints know different languages: "
                                   "run `python train.py` again")
-        self.batcher = Batcher(build(classifier))
-        self.generator = build(generator)
-        self.temperature: float = generator["temperature"]
+        self.sure_from: float = classifier_checkpoint["sure_threshold"]
+        self.temperature: float = generator_checkpoint["temperature"]
+        self.batcher = Batcher(classifier)
         self.generator_lock = threading.Lock()
 
     def predict(self, raw_name: str, query: dict[str, list[str]]) -> dict:
-        if len(raw_name) > MAX_NAME_LENGTH:
-            raise HTTPError(HTTPStatus.BAD_REQUEST, f"names are at most {MAX_NAME_LENGTH} characters")
-        top = bounded(query, "n", DEFAULT_TOP, 1, len(self.languages))
+        top = number(query, "n")
         try:
+            top = DEFAULT_TOP if top is None else in_range("n", top, (1, len(self.languages)))
             name = usable_name(raw_name)
         except DataError as error:
             raise HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
-        result = top_languages(self.batcher.classify(name)[None], self.languages, top)[0]
-        return {"name": raw_name, "normalised": name, "result": result}
+        return answer(raw_name, name, self.batcher.classify(name), self.languages, top, self.sure_from)
 
     def sample(self, raw_language: str, query: dict[str, list[str]]) -> dict:
-        try:
-            language = find_language(self.languages, raw_language)
-        except DataError as error:
-            raise HTTPError(HTTPStatus.NOT_FOUND, str(error)) from None
         start = single(query, "start", "")
-        if len(start) > MAX_SAMPLES:
-            raise HTTPError(HTTPStatus.BAD_REQUEST, f"at most {MAX_SAMPLES} start letters")
-        try:
-            starts = start_letters(start)
-        except DataError as error:
-            raise HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
-        count = bounded(query, "n", 5, 1, MAX_SAMPLES)
-        temperature = bounded(query, "temperature", self.temperature, 0.01, 10.0, float)
-        seed = bounded(query, "seed", None, 0, 2**63 - 1)
+        count, temperature, seed = number(query, "n"), number(query, "temperature", float), number(query, "seed")
         greedy = single(query, "greedy", "0").lower() in ("1", "true", "yes")
+        try:
+            request = sample_request(self.languages, raw_language, start, count, temperature, self.temperature, seed)
+        except DataError as error:
+            status = HTTPStatus.NOT_FOUND if str(error).startswith("unknown language") else HTTPStatus.BAD_REQUEST
+            raise HTTPError(status, str(error)) from None
         with self.generator_lock:
-            names = invent(self.generator, language, starts or [None] * count, temperature, greedy, seed=seed)
-        return {"language": self.languages[language], "names": names}
+            names = invent(self.generator, request.language, request.starts, request.temperature, greedy,
+                           seed=request.seed)
+        return {"language": self.languages[request.language], "names": names}
 
 
 def single(query: dict[str, list[str]], key: str, default: str) -> str:
@@ -137,18 +131,16 @@ def single(query: dict[str, list[str]], key: str, default: str) -> str:
     return values[0]
 
 
-def bounded(query: dict[str, list[str]], key: str, default, low, high, kind=int):
-    """A query value parsed as kind (int or float) and checked against [low, high]; default if absent."""
+def number(query: dict[str, list[str]], key: str, kind: type = int) -> int | float | None:
+    """A query value parsed as kind (int or float), None if absent; its limits are checked by answers.py."""
     text = single(query, key, "")
     if not text:
-        return default
+        return None
     try:
-        value = kind(text)
+        return kind(text)
     except ValueError:
-        raise HTTPError(HTTPStatus.BAD_REQUEST, f"{key} must be {'a whole number' if kind is int else 'a number'}") from None
-    if not low <= value <= high:  # also rejects nan
-        raise HTTPError(HTTPStatus.BAD_REQUEST, f"{key} must be between {low} and {high}")
-    return value
+        expected = "a whole number" if kind is int else "a number"
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"{key} must be {expected}") from None
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -190,6 +182,8 @@ class Handler(BaseHTTPRequestHandler):
             return {"service": "surname classifier and generator", "endpoints": ENDPOINTS}
         if segments == ["api", "languages"]:
             return {"languages": self.service.languages}
+        if segments == ["api", "limits"]:
+            return limits()
         if segments == ["api", "health"]:
             return {"status": "ok", "languages": len(self.service.languages)}
         if len(segments) == 2 and segments[0] == "sample" and segments[1]:
@@ -250,17 +244,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5533, help="port; 0 picks a free one (default: 5533)")
     parser.add_argument("--quiet", action="store_true", help="no access log on stderr")
-    parser.add_argument("--classifier", default=str(CLASSIFIER_PATH), help=f"(default: {CLASSIFIER_PATH})")
-    parser.add_argument("--generator", default=str(GENERATOR_PATH), help=f"(default: {GENERATOR_PATH})")
+    parser.add_argument("--classifier", default=str(CLASSIFIER_PATH),
+                        help="classifier checkpoint (default: checkpoints/classifier.pt beside this script)")
+    parser.add_argument("--generator", default=str(GENERATOR_PATH),
+                        help="generator checkpoint (default: checkpoints/generator.pt beside this script)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
     torch.set_num_threads(1)  # requests are small; more threads only contend for two cores
-    try:
-        service = Service(args.classifier, args.generator)
-    except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return run_script(lambda: serve(args))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Load both models (a CheckpointError refuses to start), then answer until SIGINT or SIGTERM."""
+    service = Service(args.classifier, args.generator)
     try:
         server = make_server(args.host, args.port, service, args.quiet)
     except OSError as error:

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny models trained once per test session by the real train.py."""
+"""Shared fixtures: tiny models trained once per test session by the real train.py, and the real server."""
 from __future__ import annotations
 
 import signal
@@ -8,14 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def run(script: str, *args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run one of the project's scripts as a user would, from the project's root."""
-    return subprocess.run([sys.executable, script, *args], cwd=ROOT, input=stdin, capture_output=True,
-                          text=True, timeout=timeout)
+from helpers import ROOT, run
 
 
 @pytest.fixture(scope="session")

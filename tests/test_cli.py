@@ -1,23 +1,27 @@
 """The scripts as a user runs them: real subprocesses, real checkpoints from a short training run."""
 import json
 import math
+import random
 import re
 import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 
-from conftest import ROOT, run
-from data import load_dataset
-from model import N_TOKENS, build, load_checkpoint
-from train import generator_nll
+from data import fold, in_split, load_dataset, load_real_names
+from evaluate import case_agreement, generator_nll
+from helpers import ROOT, run
+from model import N_TOKENS, load_checkpoint, load_model
+from train import fit
 
-LINE = re.compile(r"^\((-?\d+\.\d\d)\) ([A-Z][a-z]+)$")
+LINE = re.compile(r"^\((-?\d+\.\d\d)\) ([A-Z][a-z]+)(  \((sure|not sure)\))?$")
 
 
 def test_training_writes_checkpoints_and_plots(trained):
-    for name in ["classifier.pt", "generator.pt", "classifier_loss.png", "generator_loss.png", "confusion.png"]:
+    for name in ["classifier.pt", "generator.pt", "classifier_loss.png", "generator_loss.png", "confusion.png",
+                 "reliability.png"]:
         assert (trained / name).stat().st_size > 0
     checkpoint = load_checkpoint(trained / "classifier.pt", "classifier")
     assert checkpoint["languages"] == load_dataset().languages
@@ -35,33 +39,77 @@ def test_a_tiny_classifier_beats_always_russian_on_validation(trained):
 
 
 def test_a_tiny_generator_beats_uniform_letters_on_validation(trained):
-    generator = build(load_checkpoint(trained / "generator.pt", "generator"))
+    generator, _ = load_model(trained / "generator.pt", "generator")
     nll = generator_nll(generator, load_dataset().split("validation"))
     assert nll < math.log(N_TOKENS - 1) - 1.0
 
 
-def test_same_seed_same_model(tmp_path):
+def test_the_classifier_answers_alike_in_any_letter_case(trained):
+    model, _ = load_model(trained / "classifier.pt", "classifier")
+    names = [name for name, _ in load_dataset().split("test")]
+    assert case_agreement(model, names) == 1.0  # every test name: UPPER, lower and as written agree
+
+
+def test_calibration_lowers_validation_nll_and_is_stored(trained):
+    checkpoint = load_checkpoint(trained / "classifier.pt", "classifier")
+    calibration = checkpoint["calibration"]
+    assert calibration["nll_after"] <= calibration["nll_before"]
+    assert float(checkpoint["state_dict"]["temperature"]) == calibration["temperature"] != 1.0
+    assert 0 < checkpoint["sure_threshold"] <= 1
+    for key in ("test", "real"):
+        assert 0 <= checkpoint["metrics"][key]["ece"] <= 1 and 0 <= checkpoint["metrics"][key]["top3"] <= 1
+
+
+def test_the_real_name_check_holds_no_name_from_the_data_set():
+    dataset = load_dataset()
+    known = {fold(name) for name, _ in dataset.pairs}
+    held_out = in_split(load_real_names(dataset.languages, known), "test")
+    assert len(held_out) > 1500 and not {fold(name) for name, _ in held_out} & known
+
+
+@pytest.mark.parametrize("model", ["classifier", "generator"])
+def test_same_seed_same_model(tmp_path, model):
     for out in ("a", "b"):
-        result = run("train.py", "--model", "classifier", "--dry-run", "--hidden-size", "16", "--out", str(tmp_path / out))
+        result = run("train.py", "--model", model, "--dry-run", "--hidden-size", "16", "--out", str(tmp_path / out))
         assert result.returncode == 0, result.stderr
-    a = load_checkpoint(tmp_path / "a" / "classifier.pt", "classifier")["state_dict"]
-    b = load_checkpoint(tmp_path / "b" / "classifier.pt", "classifier")["state_dict"]
+    a = load_checkpoint(tmp_path / "a" / f"{model}.pt", model)["state_dict"]
+    b = load_checkpoint(tmp_path / "b" / f"{model}.pt", model)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_ctrl_c_stops_training_and_still_saves(tmp_path):
+def test_ctrl_c_after_an_epoch_stops_training_and_still_saves(tmp_path):
     process = subprocess.Popen([sys.executable, "-u", "train.py", "--model", "classifier", "--hidden-size", "16",
-                                "--epochs", "50", "--out", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    for line in process.stdout:  # wait for the first progress line, then interrupt
-        if "%" in line:
+                                "--epochs", "50", "--real-weight", "0", "--out", str(tmp_path)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # let the first epoch end, then interrupt the second
+        if line.startswith("epoch 1:"):
             break
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
-    assert "interrupted" in out
-    model = build(load_checkpoint(tmp_path / "classifier.pt", "classifier"))
-    assert model is not None
+    assert "interrupted" in out and "epoch 50:" not in out
+    model, checkpoint = load_model(tmp_path / "classifier.pt", "classifier")
+    assert checkpoint["languages"] == load_dataset().languages
+
+
+def test_fit_keeps_the_best_epoch_when_interrupted():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(1, 1)
+    snapshots, scores = [], iter([0.2, 0.9, 0.4])
+
+    def loss_of(batch):
+        if len(snapshots) == 3:  # three epochs validated: Ctrl-C in the fourth
+            raise KeyboardInterrupt
+        return (model(torch.ones(1, 1)) - 5).pow(2).sum(), ""
+
+    def validate():
+        snapshots.append(model.weight.detach().clone())
+        return next(scores), 0.0, ""
+
+    history = fit(model, [("a",), ("b",)], loss_of, validate, epochs=10, lr=0.1, batch_size=1,
+                  rng=random.Random(0), max_steps=None, log=lambda line: None)
+    assert not torch.equal(snapshots[1], snapshots[2])  # training moved the weights after the best epoch
+    assert torch.equal(model.weight, snapshots[1]) and history["best_epoch"] == 2
 
 
 def test_train_rejects_a_missing_data_folder(tmp_path):
@@ -88,12 +136,16 @@ def test_predict_prints_top_three_best_first(trained):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 3
+    assert LINE.match(lines[0]).group(4) in ("sure", "not sure")  # the first line says whether to trust it
+    assert all(LINE.match(line).group(3) is None for line in lines[1:])
     values = [float(LINE.match(line).group(1)) for line in lines]
     assert values == sorted(values, reverse=True) and all(v <= 0 for v in values)
     languages = load_dataset().languages
     assert all(LINE.match(line).group(2) in languages for line in lines)
     more = run("predict.py", "--checkpoint", str(trained / "classifier.pt"), "-n", "5", "Hinton")
     assert more.stdout.splitlines()[:3] == lines and len(more.stdout.splitlines()) == 5
+    shouted = run("predict.py", "--checkpoint", str(trained / "classifier.pt"), "HINTON", "hinton")
+    assert shouted.stdout.split("> hinton")[1].strip() == shouted.stdout.split("> HINTON")[1].split(">")[0].strip()
 
 
 def test_predict_json_from_stdin_keeps_order_and_reports_bad_lines(trained):
@@ -107,6 +159,7 @@ def test_predict_json_from_stdin_keeps_order_and_reports_bad_lines(trained):
     assert records[2]["normalised"] == "Slusarski"
     for record in (records[0], records[2], records[4]):
         assert len(record["result"]) == 2 and record["result"][0][0] >= record["result"][1][0]
+        assert isinstance(record["sure"], bool)
     single = run("predict.py", "--checkpoint", str(trained / "classifier.pt"), "-n", "2", "Nakamura")
     best = LINE.match(single.stdout.splitlines()[0])
     assert records[4]["result"][0][1] == best.group(2)

@@ -2,9 +2,25 @@
 import pytest
 import torch
 
-from data import ALPHABET, pad_batch
-from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, build, classify,
-                   generator_batch, invent, load_checkpoint, sample, save_checkpoint, top_languages)
+from answers import answer
+from data import ALPHABET
+from model import (
+    EOS,
+    N_TOKENS,
+    SOS,
+    CheckpointError,
+    Classifier,
+    Generator,
+    GRUCell,
+    RNNCell,
+    classify,
+    generator_batch,
+    invent,
+    load_checkpoint,
+    load_model,
+    sample,
+    save_checkpoint,
+)
 
 NAMES = ["Li", "Hinton", "Abramovich-Smith", "O'Neil", "Nakamura", "Xu", "de la Cruz"]
 
@@ -13,9 +29,9 @@ NAMES = ["Li", "Hinton", "Abramovich-Smith", "O'Neil", "Nakamura", "Xu", "de la 
 def test_a_name_scores_the_same_alone_and_in_a_padded_batch(cell):
     torch.manual_seed(0)
     model = Classifier(len(ALPHABET), 18, hidden_size=24, cell=cell).eval()
-    batched = model(*pad_batch(NAMES))
+    batched = model(*model.encode(NAMES))
     for i, name in enumerate(NAMES):
-        alone = model(*pad_batch([name]))[0]
+        alone = model(*model.encode([name]))[0]
         torch.testing.assert_close(alone, batched[i], atol=1e-5, rtol=0)
     # classify() sorts by length and splits into batches; the answers stay in input order
     torch.testing.assert_close(classify(model, NAMES, batch_size=3), batched, atol=1e-5, rtol=0)
@@ -74,27 +90,83 @@ def test_invent_avoids_repeats_unless_greedy():
     assert len(set(greedy)) == 1
 
 
-def test_top_languages_best_first():
-    log_probs = torch.log_softmax(torch.tensor([[0.0, 2.0, 1.0]]), dim=1)
-    result = top_languages(log_probs, ["a", "b", "c"], 2)[0]
-    assert [language for _, language in result] == ["b", "c"]
-    assert result[0][0] == pytest.approx(float(log_probs[0, 1]), abs=1e-4)
-    assert len(top_languages(log_probs, ["a", "b", "c"], 10)[0]) == 3
+def test_the_hand_built_gru_cell_equals_torch_gru_cell():
+    torch.manual_seed(0)
+    reference = torch.nn.GRUCell(5, 7)
+    cell = GRUCell(7)
+    with torch.no_grad():
+        cell.h2h.weight.copy_(reference.weight_hh)
+        cell.h2h.bias.copy_(reference.bias_hh)
+    x, h = torch.randn(4, 5), torch.randn(4, 7)
+    projected = x @ reference.weight_ih.T + reference.bias_ih  # what the input rows hold for a letter
+    torch.testing.assert_close(cell(projected, h), reference(x, h))
+
+
+def test_the_tanh_cell_is_the_tutorials_recurrence():
+    torch.manual_seed(0)
+    cell = RNNCell(6)
+    x, h = torch.randn(3, 6), torch.randn(3, 6)
+    torch.testing.assert_close(cell(x, h), torch.tanh(x + h @ cell.h2h.weight.T + cell.h2h.bias))
+
+
+def test_the_classifier_reads_any_letter_case_alike():
+    torch.manual_seed(0)
+    model = Classifier(len(ALPHABET), 5, hidden_size=16).eval()
+    for name in ["Hinton", "McDonald", "de la Cruz", "O'Neil"]:
+        variants = classify(model, [name, name.upper(), name.lower(), name.swapcase()])
+        assert torch.equal(variants, variants[:1].expand_as(variants))
+
+
+def test_answer_best_first_with_the_sure_flag():
+    log_probs = torch.log_softmax(torch.tensor([0.0, 2.0, 1.0]), dim=0)
+    record = answer("b?", "b", log_probs, ["a", "b", "c"], 2, sure_from=0.5)
+    assert [language for _, language in record["result"]] == ["b", "c"]
+    assert record["result"][0][0] == pytest.approx(float(log_probs[1]), abs=1e-4)
+    assert record["sure"] is True  # p(b) = 0.665
+    assert answer("b", "b", log_probs, ["a", "b", "c"], 2, sure_from=0.7)["sure"] is False
+    assert len(answer("b", "b", log_probs, ["a", "b", "c"], 10, sure_from=0.5)["result"]) == 3
+
+
+def classifier_checkpoint(model: Classifier, args: dict, **changes) -> dict:
+    checkpoint = {"kind": "classifier", "model_args": args, "state_dict": model.state_dict(), "alphabet": ALPHABET,
+                  "languages": ["a", "b", "c"], "sure_threshold": 0.9, "metrics": {"test": {"accuracy": 0.5}}}
+    checkpoint.update(changes)
+    return {key: value for key, value in checkpoint.items() if value is not None}
 
 
 def test_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     args = {"n_letters": len(ALPHABET), "n_languages": 3, "hidden_size": 8, "cell": "gru", "dropout": 0.1}
     model = Classifier(**args).eval()
+    model.temperature.fill_(1.7)
     path = tmp_path / "c.pt"
-    save_checkpoint({"kind": "classifier", "model_args": args, "state_dict": model.state_dict(),
-                     "languages": ["a", "b", "c"], "metrics": {"test": {"accuracy": 0.5}}}, path)
+    save_checkpoint(classifier_checkpoint(model, args), path)
     checkpoint = torch.load(path, weights_only=True)  # plain tensors and metadata only
     assert checkpoint["languages"] == ["a", "b", "c"]
-    rebuilt = build(load_checkpoint(path, "classifier"))
+    rebuilt, _ = load_model(path, "classifier")
+    assert float(rebuilt.temperature) == pytest.approx(1.7)  # the calibration travels with the weights
     torch.testing.assert_close(classify(rebuilt, NAMES), classify(model, NAMES))
     with pytest.raises(CheckpointError, match="not a generator"):
         load_checkpoint(path, "generator")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"state_dict": None}, "state_dict"),
+    ({"sure_threshold": None}, "sure_threshold"),
+    ({"alphabet": "abc"}, "alphabet"),
+    ({"languages": []}, "language"),
+    ({"languages": ["a", "b"]}, "language list does not match"),
+    ({"model_args": {"hidden_size": 8}}, "does not fit"),
+    ({"state_dict": {"h2o.weight": torch.zeros(3, 3)}}, "does not fit"),
+])
+def test_a_checkpoint_this_code_cannot_use_is_one_clear_error(tmp_path, changes, message):
+    torch.manual_seed(0)
+    args = {"n_letters": len(ALPHABET), "n_languages": 3, "hidden_size": 8, "cell": "gru", "dropout": 0.1}
+    path = tmp_path / "c.pt"
+    save_checkpoint(classifier_checkpoint(Classifier(**args), args, **changes), path)
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_model(path, "classifier")
+    assert "\n" not in str(error.value) and "python train.py" in str(error.value)
 
 
 def test_a_failed_save_keeps_the_old_checkpoint(tmp_path):

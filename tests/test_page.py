@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -r requirements-dev.txt)")
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="playwright is not installed (pip install -r requirements-dev.txt)")
 if not CHROMIUM.exists():
     pytest.skip(f"no browser at {CHROMIUM}: apt-get install chromium (.ci/run does)", allow_module_level=True)
 
@@ -44,6 +45,13 @@ def test_typing_a_name_shows_language_bars(page):
     widths = [float(rows.nth(i).locator(".fill").evaluate("e => e.style.width").rstrip("%")) for i in range(5)]
     assert widths == sorted(widths, reverse=True) and 0 < sum(widths) <= 100.5
     assert page.text_content("#name-error") == ""
+    verdict = page.text_content("#verdict")  # the sure mark: the server's flag, shown in words
+    assert verdict.startswith("✓ Sure") or verdict.startswith("? Not sure")
+
+
+def test_the_page_takes_its_limits_from_the_server(page, server):
+    page.wait_for_function("document.querySelector('#name').maxLength === 50")
+    assert page.get_attribute("#temperature", "min") == "0.1" and page.get_attribute("#temperature", "max") == "2"
 
 
 def test_generating_names_and_clicking_one_classifies_it(page):
@@ -54,9 +62,11 @@ def test_generating_names_and_clicking_one_classifies_it(page):
     page.wait_for_selector("#samples button")
     names = page.locator("#samples button").all_text_contents()
     assert [n[0] for n in names] == ["R", "U", "S"]
+    page.evaluate("document.querySelector('#bars').replaceChildren()")  # bars left by an earlier test must not count
     page.locator("#samples button").first.click()
     page.wait_for_function(f"document.querySelector('#name').value === {json.dumps(names[0])}")
     page.wait_for_selector("#bars .bar")
+    assert page.locator("#bars .bar").count() == 5
 
 
 def test_a_name_without_letters_shows_the_error(page):

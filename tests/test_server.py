@@ -7,38 +7,24 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import ROOT
-
-
-def get(server, path, method="GET", headers=None):
-    request = urllib.request.Request(server["base"] + path, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
-
-
-def get_json(server, path, **kwargs):
-    status, headers, body = get(server, path, **kwargs)
-    assert headers["Content-Type"].startswith("application/json")
-    assert int(headers["Content-Length"]) == len(body)
-    return status, json.loads(body)
+from data import DEFAULT_TOP, MAX_NAME_LENGTH, MAX_SAMPLES, TEMPERATURE_RANGE
+from helpers import ROOT, get, get_json
 
 
 def test_classify_a_name(server):
     status, body = get_json(server, "/Hinton")
     assert status == 200 and body["name"] == "Hinton" and body["normalised"] == "Hinton"
-    assert len(body["result"]) == 10
+    assert len(body["result"]) == DEFAULT_TOP and isinstance(body["sure"], bool)
     values = [value for value, _ in body["result"]]
     assert values == sorted(values, reverse=True)
-    status, body = get_json(server, "/Hinton?n=3")
-    assert status == 200 and len(body["result"]) == 3
+    status, body = get_json(server, "/Hinton?n=18")
+    assert status == 200 and len(body["result"]) == 18
+    for spelling in ("HINTON", "hinton", "hInToN"):
+        assert get_json(server, f"/{spelling}?n=18")[1]["result"] == body["result"]
 
 
 def test_percent_encoded_utf8_is_normalised(server):
@@ -58,12 +44,17 @@ def test_sample_and_languages(server):
     status, body = get_json(server, "/sample/Japanese?n=4")
     assert status == 200 and len(body["names"]) == 4
     assert get_json(server, "/api/health") == (200, {"status": "ok", "languages": len(languages["languages"])})
+    status, limits = get_json(server, "/api/limits")
+    assert status == 200 and limits["name_length"] == MAX_NAME_LENGTH and limits["samples"] == MAX_SAMPLES
+    assert limits["temperature"] == list(TEMPERATURE_RANGE) and limits["top"] == DEFAULT_TOP
     status, body = get_json(server, "/")
     assert status == 200 and "endpoints" in body
 
 
 @pytest.mark.parametrize("path, status", [
-    ("/123", 400), ("/%20-%20", 400), ("/" + "a" * 51, 400), ("/Hinton?n=0", 400), ("/Hinton?n=19", 400),
+    ("/123", 400), ("/%20-%20", 400), ("/" + "a" * (MAX_NAME_LENGTH + 1), 400), ("/Hinton?n=0", 400),
+    ("/Hinton?n=19", 400), ("/sample/Russian?temperature=0.05", 400), ("/sample/Russian?temperature=1e-320", 400),
+    ("/sample/Russian?n=" + str(MAX_SAMPLES + 1), 400), ("/sample/Russian?seed=" + str(2**64), 400),
     ("/Hinton?n=abc", 400), ("/%FF%FE", 400), ("/sample/Russian?start=R1", 400), ("/sample/Russian?n=0", 400),
     ("/sample/Russian?temperature=nan", 400), ("/sample/Russian?temperature=-1", 400), ("/sample/Russian?seed=x", 400),
     ("/sample/Klingon", 404), ("/a/b/c", 404), ("/api/nothing", 404), ("/favicon.ico", 404),
@@ -105,7 +96,7 @@ def test_keep_alive_serves_many_requests_on_one_connection(server):
 def test_concurrent_interleaved_requests_all_answered_right(server):
     names = ["Hinton", "Nakamura", "Ivanov", "Schmidt", "Rossi", "Nguyen", "Kim", "O'Brien"]
     expected = {name: get_json(server, f"/{name}?n=3")[1]["result"] for name in names}
-    failures = []
+    failures, answered = [], []
 
     def client(offset):
         connection = http.client.HTTPConnection(server["host"], server["port"], timeout=10)
@@ -115,6 +106,7 @@ def test_concurrent_interleaved_requests_all_answered_right(server):
             body = json.loads(connection.getresponse().read())
             if body.get("result") != expected[name]:
                 failures.append((name, body))
+            answered.append(name)
         connection.close()
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
@@ -122,7 +114,7 @@ def test_concurrent_interleaved_requests_all_answered_right(server):
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert not failures
+    assert not failures and len(answered) == 8 * 40  # a client thread that died would leave requests unanswered
 
 
 def test_a_stalled_or_vanished_client_does_not_block_others(server):

@@ -1,0 +1,264 @@
+"""Measure the models on names they never trained on: accuracy, calibration, sample quality.
+
+train.py reports with these and bench.py prints them beside their targets; nothing here
+trains a model. Every figure is computed on a split chosen by `data.split_of`.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import torch
+import torch.nn.functional as F
+
+from data import Dataset
+from model import Classifier, Generator, classify, generator_batch, sample
+
+CALIBRATION_BINS = 15  # equal-width bins over the top probability, as the usual ECE
+SURE_PRECISION = 0.95  # answers marked sure must be right this often on validation
+MIN_NAMES_FOR_RECALL = 40  # languages with fewer held-out real names are too noisy to average
+
+
+def scores(truth: list[int], guesses: list[int], n_labels: int) -> dict:
+    """Accuracy, macro-F1, balanced accuracy and per-label precision, recall, F1 and support.
+
+    Labels absent from truth count in neither mean: they have no recall to average.
+    """
+    confusion = torch.zeros(n_labels, n_labels, dtype=torch.long)
+    for t, g in zip(truth, guesses):
+        confusion[t, g] += 1
+    correct = confusion.diag().double()
+    support = confusion.sum(1).double()
+    predicted = confusion.sum(0).double()
+    recall = torch.where(support > 0, correct / support.clamp(min=1), torch.zeros_like(correct))
+    precision = torch.where(predicted > 0, correct / predicted.clamp(min=1), torch.zeros_like(correct))
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12),
+                     torch.zeros_like(correct))
+    present = support > 0
+    return {
+        "accuracy": float(correct.sum() / max(len(truth), 1)),
+        "macro_f1": float(f1[present].mean()),
+        "balanced_accuracy": float(recall[present].mean()),
+        "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+        "support": support.long().tolist(), "confusion": confusion.tolist(),
+    }
+
+
+def mean_recall(metrics: dict, min_names: int = MIN_NAMES_FOR_RECALL) -> float:
+    """Recall averaged over the languages with at least min_names names: the real-name headline."""
+    kept = [r for r, n in zip(metrics["recall"], metrics["support"]) if n >= min_names]
+    return sum(kept) / len(kept) if kept else math.nan
+
+
+def reliability(log_probs: torch.Tensor, truth: torch.Tensor, bins: int = CALIBRATION_BINS) -> list[dict]:
+    """Per equal-width bin of top probability: names in it, their mean confidence and accuracy."""
+    confidence, guess = log_probs.exp().max(1)
+    right = (guess == truth).double()
+    which = (confidence * bins).long().clamp(max=bins - 1)
+    rows = []
+    for b in range(bins):
+        inside = which == b
+        count = int(inside.sum())
+        rows.append({"low": b / bins, "high": (b + 1) / bins, "count": count,
+                     "confidence": float(confidence[inside].double().mean()) if count else math.nan,
+                     "accuracy": float(right[inside].mean()) if count else math.nan})
+    return rows
+
+
+def expected_calibration_error(log_probs: torch.Tensor, truth: torch.Tensor) -> float:
+    """Mean gap between confidence and accuracy over the bins, weighted by how many names each holds."""
+    rows = reliability(log_probs, truth)
+    total = sum(row["count"] for row in rows)
+    return sum(row["count"] * abs(row["confidence"] - row["accuracy"]) for row in rows if row["count"]) / max(total, 1)
+
+
+def fit_temperature(log_probs: torch.Tensor, truth: torch.Tensor) -> float:
+    """The T that minimises the NLL of log_softmax(log_probs / T): one number, so the ranking never changes.
+
+    Golden-section search over log T in [1/20, 20]; the NLL is convex in 1/T.
+    """
+    def nll(log_t: float) -> float:
+        return float(F.nll_loss(F.log_softmax(log_probs / math.exp(log_t), dim=1), truth))
+
+    low, high = math.log(0.05), math.log(20.0)
+    ratio = (math.sqrt(5) - 1) / 2
+    for _ in range(60):
+        a, b = high - ratio * (high - low), low + ratio * (high - low)
+        if nll(a) < nll(b):
+            high = b
+        else:
+            low = a
+    return round(math.exp((low + high) / 2), 4)
+
+
+def sure_threshold(log_probs: torch.Tensor, truth: torch.Tensor, precision: float = SURE_PRECISION) -> float:
+    """The lowest top probability above which answers are right at least `precision` of the time.
+
+    Chosen on validation names; answers at or above it are marked sure. 1.0 (nothing
+    marked sure) if no threshold reaches the precision.
+    """
+    confidence, guess = log_probs.exp().max(1)
+    order = confidence.argsort(descending=True)
+    right = (guess == truth)[order].double()
+    running = right.cumsum(0) / torch.arange(1, len(right) + 1)
+    good = (running >= precision).nonzero()
+    if len(good) == 0:
+        return 1.0
+    return round(float(confidence[order][int(good.max())]), 4)
+
+
+def evaluate_classifier(model: Classifier, examples: list[tuple[str, int]], n_labels: int,
+                        threshold: float | None = None) -> dict:
+    """Every classifier figure on examples, with dropout off; with threshold, also the sure answers'."""
+    if not examples:
+        return {}
+    was_training = model.training
+    model.eval()
+    log_probs = classify(model, [name for name, _ in examples])
+    model.train(was_training)
+    truth = torch.tensor([label for _, label in examples])
+    metrics = scores(truth.tolist(), log_probs.argmax(1).tolist(), n_labels)
+    top3 = log_probs.topk(min(3, n_labels), dim=1).indices
+    metrics.update(loss=float(F.nll_loss(log_probs, truth)),
+                   top3=float((top3 == truth[:, None]).any(1).double().mean()),
+                   ece=expected_calibration_error(log_probs, truth), mean_recall=mean_recall(metrics),
+                   log_probs=log_probs, truth=truth)
+    if threshold is not None:
+        sure = log_probs.exp().max(1).values >= threshold
+        right = log_probs.argmax(1) == truth
+        metrics.update(sure_coverage=float(sure.double().mean()),
+                       sure_accuracy=float(right[sure].double().mean()) if sure.any() else math.nan)
+    return metrics
+
+
+def case_agreement(model: Classifier, names: list[str]) -> float:
+    """Share of names whose top language is the same written as given, in UPPER and in lower case."""
+    tops = [classify(model, [transform(name) for name in names]).argmax(1)
+            for transform in (str, str.upper, str.lower)]
+    return float(((tops[0] == tops[1]) & (tops[0] == tops[2])).double().mean())
+
+
+def headline(metrics: dict) -> dict:
+    """The figures worth storing in a checkpoint (no tensors, no per-language lists)."""
+    keys = ("accuracy", "macro_f1", "balanced_accuracy", "top3", "loss", "ece", "mean_recall",
+            "sure_coverage", "sure_accuracy", "any_case")
+    return {key: metrics[key] for key in keys if key in metrics}
+
+
+def language_table(metrics: dict, languages: list[str]) -> str:
+    rows = [f"{'language':<12} {'precision':>9} {'recall':>7} {'F1':>6} {'names':>6}"]
+    for i, language in enumerate(languages):
+        if metrics["support"][i]:
+            rows.append(f"{language:<12} {metrics['precision'][i]:>9.3f} {metrics['recall'][i]:>7.3f} "
+                        f"{metrics['f1'][i]:>6.3f} {metrics['support'][i]:>6}")
+    return "\n".join(rows)
+
+
+class NaiveBayes:
+    """Multinomial naive Bayes over character 1- to 4-grams of the folded name with its edges marked.
+
+    The baseline every classifier figure is set beside: it trains in a fraction of a second.
+    """
+
+    def __init__(self, examples: list[tuple[str, int]], n_labels: int, weights: list[float] | None = None,
+                 alpha: float = 0.1):
+        """weights, one per example, count a name that many times: the classifier's own training weights."""
+        weights = weights or [1.0] * len(examples)
+        counts = [Counter() for _ in range(n_labels)]
+        label_counts = [0.0] * n_labels
+        for (name, label), weight in zip(examples, weights):
+            counts[label].update({gram: n * weight for gram, n in Counter(self.grams(name)).items()})
+            label_counts[label] += weight
+        vocabulary = len(set().union(*counts))
+        denominators = [sum(c.values()) + alpha * vocabulary for c in counts]
+        self.unseen = [math.log(alpha / d) for d in denominators]
+        self.log_probs = [{gram: math.log((n + alpha) / d) for gram, n in c.items()}
+                          for c, d in zip(counts, denominators)]
+        self.priors = [math.log(max(count, 1e-3) / sum(label_counts)) for count in label_counts]
+
+    @staticmethod
+    def grams(name: str) -> list[str]:
+        marked = f"^{name.lower()}$"
+        return [marked[i:i + n] for n in range(1, 5) for i in range(len(marked) - n + 1)]
+
+    def predict(self, name: str) -> int:
+        grams = self.grams(name)
+        return max(range(len(self.priors)), key=lambda i: self.priors[i] + sum(
+            self.log_probs[i].get(g, self.unseen[i]) for g in grams))
+
+    def evaluate(self, examples: list[tuple[str, int]], n_labels: int) -> dict:
+        metrics = scores([label for _, label in examples], [self.predict(name) for name, _ in examples], n_labels)
+        metrics["mean_recall"] = mean_recall(metrics)
+        return metrics
+
+
+# ----------------------------------------------------------------------------- generator
+
+def generator_nll(model: Generator, examples: list[tuple[str, int]], batch_size: int = 512) -> float:
+    """Held-out NLL in nats per character, given the language and the first letter.
+
+    Scores every letter after the first plus the end token, pooled over all names,
+    so the figure compares with the tutorial, which is handed the first letter.
+    """
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start:start + batch_size]
+            inputs, targets = generator_batch([name for name, _ in chunk])
+            targets[:, 0] = -100  # the first letter is given, not scored
+            log_probs = model(torch.tensor([label for _, label in chunk]), inputs)
+            total += float(F.nll_loss(log_probs.transpose(1, 2), targets, reduction="sum"))
+            count += int((targets != -100).sum())
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def sample_quality(generator: Generator, classifier: Classifier, dataset: Dataset, temperature: float,
+                   per_language: int = 100, max_length: int = 20, seed: int = 1337) -> dict:
+    """How 100 free samples per language fare: ended, novel, distinct, judged as the asked language.
+
+    "judged" is the share the classifier assigns to the requested language; its mean
+    over languages is the classifier's balanced accuracy on generated names.
+    """
+    rng = torch.Generator().manual_seed(seed)
+    known = {name for name, _ in dataset.pairs}
+    counts = {}
+    for index, language in enumerate(dataset.languages):
+        samples = sample(generator, index, [None] * per_language, temperature, max_length=max_length, rng=rng)
+        names = [name for name, _ in samples]
+        counts[language] = {
+            "ended": sum(e for _, e in samples),
+            "novel": sum(n not in known for n in names),
+            "distinct": len(set(names)),
+            "judged": int((classify(classifier, names).argmax(1) == index).sum()),
+        }
+    # shares from whole counts, so that e.g. 1,440 novel of 1,800 is exactly 0.8
+    table = {language: {key: n / per_language for key, n in row.items()} for language, row in counts.items()}
+    pooled = {key: sum(row[key] for row in counts.values()) / (per_language * len(counts))
+              for key in next(iter(counts.values()))}
+    return {"languages": table, "pooled": pooled}
+
+
+def choose_temperature(generator: Generator, classifier: Classifier, dataset: Dataset,
+                       log=print) -> tuple[float, list[dict]]:
+    """The highest temperature (0.5 to 1.0, steps of 0.1) whose samples are judged their
+    language at least as often as real validation names are.
+
+    Lower temperatures give more recognisable names but fewer new and distinct ones;
+    this keeps as much variety as recognisability allows. Validation names set the bar,
+    like every other choice; the test split stays for reporting.
+    """
+    real = evaluate_classifier(classifier, dataset.split("validation"), len(dataset.languages))
+    log(f"classifier balanced accuracy on real validation names: {real['balanced_accuracy']:.3f}")
+    chosen, rows = 0.5, []
+    for tenths in range(5, 11):
+        temperature = tenths / 10
+        pooled = sample_quality(generator, classifier, dataset, temperature)["pooled"]
+        rows.append({"temperature": temperature, **pooled})
+        log(f"temperature {temperature:.1f}: judged as asked {pooled['judged']:.3f} novel {pooled['novel']:.3f} "
+            f"distinct {pooled['distinct']:.3f} ended {pooled['ended']:.3f}")
+        if pooled["judged"] >= real["balanced_accuracy"]:
+            chosen = temperature
+    return chosen, rows

@@ -1,0 +1,66 @@
+"""The pictures train.py writes beside its checkpoints. matplotlib is imported only here, lazily."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_losses(history: dict, path: Path, title: str) -> None:
+    """Training and validation loss against step; both curves must be the same quantity."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(*zip(*history["train"]), label="training")
+    if history["validation"]:
+        ax.plot(*zip(*history["validation"]), marker="o", label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(confusion: list[list[int]], languages: list[str], path: Path) -> None:
+    plt = _pyplot()
+    counts = torch.tensor(confusion, dtype=torch.double)
+    rows = counts / counts.sum(1, keepdim=True).clamp(min=1)
+    fig, ax = plt.subplots(figsize=(8, 7))
+    image = ax.imshow(rows.numpy(), cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="share of the true language's test names")
+    ticks = range(len(languages))
+    ax.set_xticks(ticks, languages, rotation=90)
+    ax.set_yticks(ticks, languages)
+    ax.set_xlabel("guessed language")
+    ax.set_ylabel("true language")
+    ax.set_title("Classifier confusion on the test split (rows sum to 1)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_reliability(curves: dict[str, list[dict]], path: Path) -> None:
+    """Accuracy against confidence per bin, one line per set of names; the diagonal is perfect calibration."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+    for label, rows in curves.items():
+        filled = [row for row in rows if row["count"]]
+        ax.plot([row["confidence"] for row in filled], [row["accuracy"] for row in filled], marker="o", label=label)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top probability, bin mean)")
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_title("Classifier reliability, calibrated")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

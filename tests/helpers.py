@@ -1,0 +1,36 @@
+"""Helpers the test modules share: running the scripts as a user would, and speaking HTTP."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def run(script: str, *args: str, stdin: str | None = None, timeout: float = 120,
+        cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run one of the project's scripts as a user would (from the project's root unless cwd is given)."""
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, input=stdin, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def get(server: dict, path: str, method: str = "GET", headers: dict | None = None):
+    request = urllib.request.Request(server["base"] + path, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def get_json(server: dict, path: str, **kwargs):
+    """(status, body) of a request whose answer must be JSON with an exact Content-Length."""
+    status, headers, body = get(server, path, **kwargs)
+    assert headers["Content-Type"].startswith("application/json")
+    assert int(headers["Content-Length"]) == len(body)
+    return status, json.loads(body)
