@@ -122,6 +122,7 @@ class Dataset:
 
     languages: list[str]
     pairs: list[tuple[str, int]]
+    skipped: int = 0  # lines longer than MAX_NAME_LENGTH, left out
 
     def split(self, which: str) -> list[tuple[str, int]]:
         return in_split(self.pairs, which)
@@ -143,19 +144,23 @@ def load_dataset(data_dir: str | Path = DATA_DIR) -> Dataset:
     languages = [f.stem for f in files]
     pairs: list[tuple[str, int]] = []
     seen: set[tuple[str, int]] = set()
+    skipped = 0
     for label, path in enumerate(files):
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = path.read_text(encoding="utf-8").split("\n")
         except UnicodeDecodeError:
             raise DataError(f"not UTF-8 text: {path}") from None
         for line in lines:
+            if len(line) > MAX_NAME_LENGTH:  # no surname is that long; such a line would only cost memory
+                skipped += 1
+                continue
             name = normalise(line)
             if name and (name, label) not in seen:
                 seen.add((name, label))
                 pairs.append((name, label))
     if not pairs:
         raise DataError(f"no names found in {folder} (expected <Label>.txt files, one name per line)")
-    return Dataset(languages, pairs)
+    return Dataset(languages, pairs, skipped)
 
 
 def encode(name: str) -> list[int]:

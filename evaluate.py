@@ -104,7 +104,7 @@ def sure_threshold(log_probs: torch.Tensor, truth: torch.Tensor, precision: floa
     good = (running >= precision).nonzero()
     if len(good) == 0:
         return 1.0
-    return round(float(confidence[order][int(good.max())]), 4)
+    return float(confidence[order][int(good.max())])
 
 
 def evaluate_classifier(model: Classifier, examples: list[tuple[str, int]], n_labels: int,

@@ -180,6 +180,7 @@ class Classifier(nn.Module):
         self.h2o = nn.Linear(directions * hidden_size, n_languages)
         if ngram_buckets:  # a score per language for each hashed letter n-gram, added to the RNN's logits
             self.ngram_rows = nn.Embedding(ngram_buckets + 1, n_languages, padding_idx=ngram_buckets)
+            nn.init.zeros_(self.ngram_rows.weight)  # start from the RNN alone; N(0, 1) rows would drown it
         # Divides the logits; 1 while training, then fitted on validation names (calibration).
         self.register_buffer("temperature", torch.tensor(1.0))
 

@@ -32,12 +32,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def read_names(args: argparse.Namespace) -> list[str]:
+    """The names to answer, one per argument or stdin line, as valid Unicode whatever bytes arrived.
+
+    Only a line feed ends a line (and one carriage return before it goes with it): CR,
+    form feeds or U+2028 inside a line stay in it, so answers line up with the input.
+    """
     names = []
     for name in args.names:
         if name == "-":  # bytes, so that one badly encoded line cannot stop the run
-            names.extend(sys.stdin.buffer.read().decode("utf-8", errors="replace").splitlines())
-        else:
-            names.append(name)
+            lines = sys.stdin.buffer.read().split(b"\n")
+            if lines[-1] == b"":
+                lines.pop()
+            names.extend(line.removesuffix(b"\r").decode("utf-8", errors="replace") for line in lines)
+        else:  # undecodable bytes in an argument arrive as lone surrogates, which JSON output cannot carry
+            names.append(name.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace"))
     return names
 
 

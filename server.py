@@ -31,6 +31,8 @@ from model import CLASSIFIER_PATH, GENERATOR_PATH, CheckpointError, classify, in
 
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 SOCKET_TIMEOUT = 10  # seconds a stalled client may hold its connection
+LISTEN_BACKLOG = 1024  # connections the kernel may hold before accept(); Python's default of 5 drops crowds
+MAX_REQUEST_BODY = 64 * 1024  # a GET body up to this is read and ignored; a larger or chunked one closes
 ENDPOINTS = {
     "GET /<name>": f"languages for a surname, best first; ?n=1..number of languages (default {DEFAULT_TOP}); "
                    "\"sure\" says whether the top one can be trusted",
@@ -159,6 +161,7 @@ class Handler(BaseHTTPRequestHandler):
         self.respond(head_only=True)
 
     def respond(self, head_only: bool) -> None:
+        self.skip_body()
         if self.path.split("?")[0] == "/" and self.wants_html():
             self.send_body(HTTPStatus.OK, self.page, "text/html; charset=utf-8", head_only)
             return
@@ -170,6 +173,17 @@ class Handler(BaseHTTPRequestHandler):
             self.log_error("internal error on %r: %s: %s", self.path, type(error).__name__, error)
             status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"}
         self.send_json(status, body, head_only)
+
+    def skip_body(self) -> None:
+        """A GET or HEAD body is never meant for us, but must not be read as the next request."""
+        length = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding") or (length is not None and not length.strip().isdigit()):
+            self.close_connection = True
+        elif length is not None and int(length) > 0:
+            if int(length) > MAX_REQUEST_BODY:
+                self.close_connection = True
+            else:
+                self.rfile.read(int(length))
 
     def route(self) -> dict:
         url = urlsplit(self.path)
@@ -232,11 +246,22 @@ class Handler(BaseHTTPRequestHandler):
             super().log_request(code, size)
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hung up before its answer is one log line, not a traceback; a bug keeps its traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            sys.stderr.write(f"{client_address[0]} - - client went away: {type(error).__name__}\n")
+        else:
+            super().handle_error(request, client_address)
+
+
 def make_server(host: str, port: int, service: Service, quiet: bool = False) -> ThreadingHTTPServer:
     handler = type("BoundHandler", (Handler,), {"service": service, "quiet": quiet, "page": PAGE.read_bytes()})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return Server((host, port), handler)
 
 
 def main(argv: list[str] | None = None) -> int:

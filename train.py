@@ -12,47 +12,19 @@ import argparse
 import math
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from data import (
-    ALPHABET,
-    DATA_DIR,
-    SPLIT_RULE,
-    ArgumentParser,
-    DataError,
-    Dataset,
-    fold,
-    in_split,
-    load_dataset,
-    load_real_names,
-)
-from evaluate import (
-    NaiveBayes,
-    case_agreement,
-    choose_temperature,
-    evaluate_classifier,
-    fit_temperature,
-    generator_nll,
-    headline,
-    language_table,
-    reliability,
-    sure_threshold,
-)
-from model import (
-    CHECKPOINT_DIR,
-    N_TOKENS,
-    CheckpointError,
-    Classifier,
-    Generator,
-    generator_batch,
-    load_model,
-    sample,
-    save_checkpoint,
-)
+from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, SPLIT_RULE, ArgumentParser, DataError, Dataset, fold,
+                  in_split, load_dataset, load_real_names)
+from evaluate import (NaiveBayes, case_agreement, choose_temperature, evaluate_classifier, fit_temperature,
+                      generator_nll, headline, language_table, reliability, sure_threshold)
+from model import (CHECKPOINT_DIR, N_TOKENS, CheckpointError, Classifier, Generator, generator_batch, load_model,
+                   sample, save_checkpoint)
 from plots import plot_confusion, plot_losses, plot_reliability
 
 # Settings, gathered in one place; every one has a command-line flag of the same name.
@@ -172,17 +144,21 @@ def training_examples(dataset: Dataset, real: list[tuple[str, int]], real_weight
     return examples
 
 
-def class_weights(examples: list[Example], n_labels: int) -> torch.Tensor:
-    """1/sqrt(weighted count) per language, scaled so the average example weighs 1.
+def class_weights(examples: list[Example], data_set_labels: list[int], n_labels: int) -> torch.Tensor:
+    """Per-language loss weights: each language's total weight is the square root of its data-set count.
 
-    The small languages count without giving up much accuracy on the large ones;
-    full inverse-frequency weights trade too much accuracy for balanced accuracy.
+    The square root lets the small languages count without giving up much accuracy on
+    the large ones (full inverse-frequency weights trade too much of it). Counting only
+    data-set names keeps the real names from shifting how often a language is guessed:
+    7,000 Dutch real names against 297 in the data set teach what Dutch looks like, not
+    that most names are Dutch.
     """
-    counts = torch.zeros(n_labels, dtype=torch.double)
+    weighted = torch.zeros(n_labels, dtype=torch.double)
     for _, label, weight in examples:
-        counts[label] += weight
-    weights = counts.clamp(min=1e-3) ** -0.5
-    return (weights / (weights * counts).sum() * counts.sum()).float()
+        weighted[label] += weight
+    data_set = torch.bincount(torch.tensor(data_set_labels, dtype=torch.long), minlength=n_labels).double()
+    weights = data_set.clamp(min=1) ** 0.5 / weighted.clamp(min=1e-3)
+    return (weights / (weights * weighted).sum() * weighted.sum()).float()
 
 
 def train_classifier(dataset: Dataset, real: list[tuple[str, int]], settings: dict, seed: int,
@@ -198,7 +174,7 @@ def train_classifier(dataset: Dataset, real: list[tuple[str, int]], settings: di
     train = training_examples(dataset, real, settings["real_weight"])
     validation, real_validation = dataset.split("validation"), in_split(real, "validation")
     model = Classifier(**classifier_args(settings, n_labels))
-    weights = class_weights(train, n_labels)
+    weights = class_weights(train, [label for _, label in dataset.split("train")], n_labels)
 
     def loss_of(examples: list[Example]):
         names = [name for name, _, _ in examples]
@@ -407,6 +383,14 @@ def settings_for(defaults: dict, args: argparse.Namespace) -> dict:
     return {**defaults, **given}
 
 
+def writable_folder(out: Path) -> None:
+    """Make sure out is a folder we can write to before any training time is spent; OSError if not."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(20, "it is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    tempfile.TemporaryFile(dir=out).close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -415,11 +399,18 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if dataset.skipped:
+        print(f"skipped {dataset.skipped:,} lines of {args.data_dir} longer than {MAX_NAME_LENGTH} characters")
     if len(dataset.split("train")) == 0 or len(dataset.split("validation")) == 0:
         print(f"error: {args.data_dir} has too few names to split into training and validation", file=sys.stderr)
         return 2
-    torch.manual_seed(args.seed)
     out = Path(args.out)
+    try:
+        writable_folder(out)
+    except OSError as error:
+        print(f"error: cannot write checkpoints to {out}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    torch.manual_seed(args.seed)
     start = time.time()
     classifier = run_classifier(dataset, real, args, out) if args.model in ("all", "classifier") else None
     if args.model in ("all", "generator"):

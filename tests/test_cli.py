@@ -13,7 +13,7 @@ import torch
 from data import fold, in_split, load_dataset, load_real_names
 from evaluate import case_agreement, generator_nll
 from helpers import ROOT, run
-from model import N_TOKENS, load_checkpoint, load_model
+from model import CLASSIFIER_PATH, GENERATOR_PATH, N_TOKENS, load_checkpoint, load_model
 from train import fit
 
 LINE = re.compile(r"^\((-?\d+\.\d\d)\) ([A-Z][a-z]+)(  \((sure|not sure)\))?$")
@@ -209,3 +209,27 @@ def test_sample_errors(trained, tmp_path):
     assert missing.returncode == 1 and "python train.py" in missing.stderr
     bad_temperature = run("sample.py", "--checkpoint", generator, "Russian", "--temperature", "0")
     assert bad_temperature.returncode == 2 and bad_temperature.stderr.count("\n") == 1
+
+
+def test_default_paths_are_beside_the_code_and_given_paths_beside_the_user(tmp_path):
+    # one rule: data/names, checkpoints/ and the page are found beside the scripts from any folder;
+    # a path the user gives is read from the folder they are in
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run("train.py", "--model", "classifier", "--dry-run", "--hidden-size", "8", "--out", "mine",
+                 cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert (elsewhere / "mine" / "classifier.pt").is_file()
+    predicted = run("predict.py", "--checkpoint", "mine/classifier.pt", "Hinton", cwd=elsewhere)
+    assert predicted.returncode == 0 and LINE.match(predicted.stdout.splitlines()[0])
+    help_text = run("predict.py", "--help", cwd=elsewhere).stdout
+    assert "checkpoints/classifier.pt beside this script" in help_text
+    assert CLASSIFIER_PATH == ROOT / "checkpoints" / "classifier.pt" and GENERATOR_PATH.parent == ROOT / "checkpoints"
+
+
+def test_train_refuses_an_output_path_that_is_a_file_before_training(tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    result = run("train.py", "--dry-run", "--out", str(target))
+    assert result.returncode == 2 and "not a folder" in result.stderr and result.stdout == ""
+    assert target.read_text() == "keep me"

@@ -3,22 +3,8 @@ from collections import Counter
 
 import pytest
 
-from data import (
-    ALPHABET,
-    DATA_DIR,
-    MAX_NAME_LENGTH,
-    DataError,
-    find_language,
-    fold,
-    in_split,
-    load_dataset,
-    load_real_names,
-    normalise,
-    pad_batch,
-    split_of,
-    start_letters,
-    usable_name,
-)
+from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, DataError, find_language, fold, in_split, load_dataset,
+                  load_real_names, normalise, pad_batch, split_of, start_letters, usable_name)
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -4,23 +4,8 @@ import torch
 
 from answers import answer
 from data import ALPHABET
-from model import (
-    EOS,
-    N_TOKENS,
-    SOS,
-    CheckpointError,
-    Classifier,
-    Generator,
-    GRUCell,
-    RNNCell,
-    classify,
-    generator_batch,
-    invent,
-    load_checkpoint,
-    load_model,
-    sample,
-    save_checkpoint,
-)
+from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, RNNCell, classify,
+                   generator_batch, invent, load_checkpoint, load_model, sample, save_checkpoint)
 
 NAMES = ["Li", "Hinton", "Abramovich-Smith", "O'Neil", "Nakamura", "Xu", "de la Cruz"]
 
