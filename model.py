@@ -168,6 +168,7 @@ class Classifier(nn.Module):
                  letter_dropout: float = 0.1, ngram_buckets: int = 0):
         super().__init__()
         self.ngram_buckets = ngram_buckets
+        self.ngram_dropout = letter_dropout
         directions = 2 if bidirectional else 1
         self.n_languages = n_languages
         self.letter_dropout = letter_dropout
@@ -221,8 +222,8 @@ class Classifier(nn.Module):
             finals.append(h)
         logits = self.h2o(self.dropout(torch.cat(finals, dim=1)))  # (B, directions*H) -> (B, languages)
         if grams is not None:
-            if self.training and self.letter_dropout:  # and hide whole n-grams too
-                grams = grams.masked_fill(torch.rand(grams.shape) < self.letter_dropout, self.ngram_buckets)
+            if self.training and self.ngram_dropout:  # and hide whole n-grams too
+                grams = grams.masked_fill(torch.rand(grams.shape) < self.ngram_dropout, self.ngram_buckets)
             logits = logits + self.ngram_rows(grams).sum(1)  # (B, G, languages) -> (B, languages)
         return F.log_softmax(logits / self.temperature, dim=1)
 

@@ -174,6 +174,15 @@ class Handler(BaseHTTPRequestHandler):
             status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"}
         self.send_json(status, body, head_only)
 
+    def parse_request(self) -> bool:
+        """HTTP/0.9 ("GET /x" with no version) would be answered without a status line: refuse it."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.send_error(HTTPStatus.BAD_REQUEST, "a request line needs an HTTP version")
+            return False
+        return True
+
     def skip_body(self) -> None:
         """A GET or HEAD body is never meant for us, but must not be read as the next request."""
         length = self.headers.get("Content-Length")
@@ -233,7 +242,8 @@ class Handler(BaseHTTPRequestHandler):
             code, message = HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command} not allowed; use GET or HEAD"
         self.close_connection = True
         self.request_version = self.protocol_version  # answer garbage with a real status line, not HTTP/0.9
-        self.send_json(code, {"error": message or HTTPStatus(code).phrase}, head_only=self.command == "HEAD")
+        head_only = self.requestline.startswith("HEAD ")  # even a HEAD we could not parse gets no body
+        self.send_json(code, {"error": message or HTTPStatus(code).phrase}, head_only=head_only)
 
     def method_not_allowed(self) -> None:
         self.close_connection = True  # the request body, if any, is left unread

@@ -315,10 +315,10 @@ def run_generator(dataset: Dataset, args: argparse.Namespace, out: Path, classif
         except CheckpointError:
             pass
     if classifier is None:
-        temperature, table = FALLBACK_TEMPERATURE, []
+        temperature, table, bar = FALLBACK_TEMPERATURE, [], math.nan
         print(f"no classifier for these languages to choose a temperature: using {temperature}")
     else:
-        temperature, table = choose_temperature(model, classifier, dataset)
+        temperature, table, bar = choose_temperature(model, classifier, dataset)
         print(f"default sampling temperature: {temperature:.1f}")
     save_checkpoint({
         "kind": "generator",
@@ -328,7 +328,8 @@ def run_generator(dataset: Dataset, args: argparse.Namespace, out: Path, classif
         "settings": {**settings, "seed": args.seed, "data_dir": args.data_dir, "dry_run": args.dry_run},
         "metrics": {"test_nll": test_nll, "validation_nll": min(nll for _, nll in history["validation"])
                     if history["validation"] else math.nan},
-        "temperature": temperature, "temperature_table": table, "seconds": history["seconds"],
+        "temperature": temperature, "temperature_table": table, "temperature_bar": bar,
+        "seconds": history["seconds"],
     }, out / "generator.pt")
     plot_losses(history, out / "generator_loss.png", "Generator loss (NLL per character)")
     print(f"saved {out / 'generator.pt'}, {out / 'generator_loss.png'}")

@@ -1,13 +1,18 @@
 """The real server as a subprocess on a free port, spoken to over HTTP."""
 import http.client
+import io
 import json
+import random
 import signal
 import socket
+import string
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import pytest
 
@@ -154,3 +159,115 @@ def test_missing_checkpoint_is_one_line_and_exit_1(tmp_path):
     result = subprocess.run([sys.executable, "server.py", "--port", "0", "--classifier", str(tmp_path / "x.pt")],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "python train.py" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_crowd_of_simultaneous_connections_is_all_answered(server):
+    # several hundred clients connect at once, before any is answered; a backlog of 5 dropped most of them
+    sockets = [socket.create_connection((server["host"], server["port"]), timeout=30) for _ in range(300)]
+    for k, sock in enumerate(sockets):
+        sock.sendall(f"GET /api/health?k={k} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    answered = 0
+    for sock in sockets:
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+        answered += reply.startswith(b"HTTP/1.1 200")
+        sock.close()
+    assert answered == len(sockets)
+
+
+def test_a_get_body_is_not_read_as_the_next_request(server):
+    connection = http.client.HTTPConnection(server["host"], server["port"], timeout=10)
+    smuggled = b"GET /api/nothing HTTP/1.1\r\nHost: x\r\n\r\n"
+    connection.request("GET", "/Hinton", body=smuggled, headers={"Content-Length": str(len(smuggled))})
+    assert connection.getresponse().read() and True
+    connection.request("GET", "/api/health")
+    response = connection.getresponse()
+    assert response.status == 200 and json.loads(response.read())["status"] == "ok"
+    connection.close()
+    chunked = socket.create_connection((server["host"], server["port"]), timeout=10)
+    chunked.sendall(b"GET /Hinton HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"29\r\nGET /api/nothing HTTP/1.1\r\nHost: x\r\n\r\n\r\n0\r\n\r\n")
+    reply = b""
+    while chunk := chunked.recv(4096):  # answered once, then closed: the body is never a request
+        reply += chunk
+    assert reply.count(b"HTTP/1.1 ") == 1 and reply.startswith(b"HTTP/1.1 200")
+    chunked.close()
+
+
+class Unclosable(io.BytesIO):
+    def close(self) -> None:  # HTTPResponse closes its file after each answer; more answers may follow
+        pass
+
+
+class FakeSocket:
+    """What http.client.HTTPResponse needs of a socket, over bytes already received."""
+
+    def __init__(self, stream: io.BytesIO):
+        self.stream = stream
+
+    def makefile(self, mode: str) -> io.BytesIO:
+        return self.stream
+
+
+def rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_bounded_fuzz_leaves_the_server_up_with_flat_memory(server):
+    """10,000 random requests on loopback: random paths, query strings, headers and raw bytes."""
+    rng = random.Random(1234)
+    alphabet = string.printable + "ÄéŚ𝔘\x00\x7f"
+    methods = [rng.choice(["GET", "HEAD", "POST", "BREW", "get"]) if k % 4 == 3 else "GET" for k in range(10000)]
+
+    def random_text(low, high):
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(low, high)))
+
+    def one_request(k):
+        kind = k % 4
+        if kind == 0:  # a random path and query through a real HTTP client
+            path = "/" + quote(random_text(0, 60), safe="/?&=%") + rng.choice(["", "?n=" + random_text(0, 5),
+                                                                              "?explain=2", "?seed=-1"])
+            return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        if kind == 1:  # random headers
+            headers = "".join(f"{random_text(1, 10).replace(':', '')}: {random_text(0, 30)}\r\n".replace("\n", "", 1)
+                              for _ in range(rng.randint(0, 5)))
+            return f"GET /Hinton HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n".encode("utf-8", "replace")
+        if kind == 2:  # raw bytes
+            return bytes(rng.randrange(256) for _ in range(rng.randint(1, 200))) + b"\r\n\r\n"
+        return (f"{methods[k]} /sample/{random_text(0, 12)}?"
+                f"n={rng.randint(-5, 200)}&temperature={rng.choice(['0.5', 'nan', 'inf', '1e-320', '3'])} "
+                "HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").encode("utf-8", "replace")
+
+    def send(k):
+        payload = one_request(k)
+        with socket.create_connection((server["host"], server["port"]), timeout=15) as sock:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        stream = Unclosable(reply)  # zero or more whole answers (random bytes may hold two requests)
+        while stream.tell() < len(reply):
+            response = http.client.HTTPResponse(FakeSocket(stream), method=methods[k])
+            response.begin()
+            assert response.version == 11 and 200 <= response.status < 500, reply[:80]
+            body = response.read()
+            if response.headers["Content-Type"].startswith("application/json"):
+                assert methods[k] == "HEAD" or isinstance(json.loads(body), dict)
+            else:  # the page, for a browser's Accept header
+                assert response.status == 200 and response.headers["Content-Type"].startswith("text/html")
+
+    pid = server["process"].pid
+    for k in range(1000):  # warm up: first allocations are not growth
+        send(k)
+    before = rss_kib(pid)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(send, range(1000, 10000)))
+    after = rss_kib(pid)
+    assert server["process"].poll() is None
+    assert get_json(server, "/api/health")[0] == 200
+    assert after < before * 1.10, (before, after)

@@ -1,0 +1,83 @@
+"""Properties that must hold for any input, searched for with hypothesis rather than listed by hand."""
+import io
+import json
+import sys
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import predict
+from data import ALPHABET, MAX_NAME_LENGTH, SPLITS, DataError, in_split, normalise, split_of, usable_name
+from model import Classifier, classify
+
+names = st.text(alphabet=st.characters(codec="ascii", categories=["L"]) | st.sampled_from(" '-"),
+                min_size=1, max_size=MAX_NAME_LENGTH).filter(lambda n: any(c.isalpha() for c in n))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=80))
+def test_any_text_normalises_to_the_alphabet_or_a_one_line_error(text):
+    assert all(c in ALPHABET for c in normalise(text))
+    try:
+        name = usable_name(text)
+    except DataError as error:
+        assert "\n" not in str(error) and str(error)
+    else:
+        assert name and name == name.strip() and all(c in ALPHABET for c in name)
+        assert any(c.isalpha() for c in name)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(names, min_size=1, max_size=30))
+def test_the_split_puts_every_name_in_exactly_one_split(batch):
+    pairs = [(normalise(name), 0) for name in batch]
+    parts = [in_split(pairs, which) for which in SPLITS]
+    assert sum(len(part) for part in parts) == len(pairs)
+    for name, _ in pairs:
+        assert [which for which, part in zip(SPLITS, parts) if (name, 0) in part] == [split_of(name)]
+
+
+MODEL = None
+
+
+def tiny_model() -> Classifier:
+    global MODEL
+    if MODEL is None:
+        torch.manual_seed(0)
+        MODEL = Classifier(len(ALPHABET), 6, hidden_size=12, ngram_buckets=64).eval()
+    return MODEL
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(names.map(normalise).filter(bool), min_size=1, max_size=12))
+def test_a_batch_of_random_names_scores_as_each_name_alone(batch):
+    model = tiny_model()
+    together = classify(model, batch)
+    for name, row in zip(batch, together):
+        torch.testing.assert_close(classify(model, [name])[0], row, atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(trained):
+    return str(trained / "classifier.pt")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.binary(max_size=40).filter(lambda b: b"\n" not in b), min_size=1, max_size=15))
+def test_predict_json_answers_one_valid_row_per_input_line(checkpoint, lines):
+    data = b"\n".join(lines) + b"\n"
+    stdin, stdout = io.TextIOWrapper(io.BytesIO(data)), io.StringIO()
+    old = sys.stdin, sys.stdout
+    sys.stdin, sys.stdout = stdin, stdout
+    try:
+        assert predict.main(["--checkpoint", checkpoint, "--json", "-"]) == 0
+    finally:
+        sys.stdin, sys.stdout = old
+    rows = stdout.getvalue().split("\n")
+    assert rows[-1] == "" and len(rows) - 1 == len(lines)  # no line split or lost: CR, FF, U+2028 stay inside
+    for line, row in zip(lines, rows):
+        record = json.loads(row)
+        assert record["name"] == line.removesuffix(b"\r").decode("utf-8", errors="replace")
+        assert ("error" in record) != ("result" in record and isinstance(record["sure"], bool))
