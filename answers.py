@@ -10,9 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-from data import DEFAULT_SAMPLES, MAX_SAMPLES, SEED_RANGE, TEMPERATURE_RANGE, DataError, find_language, start_letters
-from model import CheckpointError
+from data import (DEFAULT_SAMPLES, MAX_SAMPLES, SEED_RANGE, TEMPERATURE_RANGE, DataError, Dataset, find_language,
+                  start_letters)
+from model import CheckpointError, Classifier, classify, final_states
+
+NEAREST = 3  # known names listed as "like" in an explanation
 
 
 def run_script(body: Callable[[], int]) -> int:
@@ -75,3 +79,62 @@ def sample_request(languages: list[str], language: str, start: str, count: int |
         in_range("seed", seed, SEED_RANGE)
     return SampleRequest(index, starts or [None] * count,
                          default_temperature if temperature is None else temperature, seed)
+
+
+class NearestNames:
+    """The data set's training names with their classifier states, to say which known names a name is like.
+
+    Built once when `predict.py --explain` or the server starts (one pass of the classifier
+    over the training split, and 4 bytes per state number in memory), rather than stored in
+    the checkpoint, which stays small for everyone who does not ask for explanations.
+    """
+
+    def __init__(self, model: Classifier, dataset: Dataset):
+        languages: dict[str, list[str]] = {}
+        for name, label in dataset.split("train"):
+            languages.setdefault(name, []).append(dataset.languages[label])
+        self.names = list(languages)
+        self.languages = ["/".join(found) for found in languages.values()]
+        self.states = F.normalize(final_states(model, self.names), dim=1)  # (N, directions*H), unit length
+
+    def nearest(self, states: torch.Tensor, k: int = NEAREST) -> list[list[list]]:
+        """For each state, the k most similar known names: [name, language, cosine similarity], best first."""
+        similarity = F.normalize(states, dim=1) @ self.states.T
+        values, indices = similarity.topk(min(k, len(self.names)), dim=1)
+        return [[[self.names[i], self.languages[i], round(v, 4)] for v, i in zip(vs, js)]
+                for vs, js in zip(values.tolist(), indices.tolist())]
+
+
+def explanations(model: Classifier, names: list[str], known: NearestNames) -> list[dict]:
+    """Why each normalised name got its top language: a score per letter, and the known names it is like.
+
+    A letter's score is the top language's log-probability for the whole name minus that
+    for the name with the letter dropped (removed, the rest read as written): positive
+    where the letter pushed towards the answer. Every variant of every name is scored in
+    one batch, and a name scores the same in any batch, so the result does not depend on
+    which other names are explained with it.
+    """
+    variants = [name[:i] + name[i + 1:] for name in names for i in range(len(name))]
+    log_probs = classify(model, names + variants)
+    whole, hidden = log_probs[:len(names)], log_probs[len(names):]
+    nearest = known.nearest(final_states(model, names))
+    result, start = [], 0
+    for row, name in enumerate(names):
+        top = int(whole[row].argmax())
+        drops = hidden[start:start + len(name), top]
+        start += len(name)
+        scores = (whole[row, top] - drops).tolist()
+        result.append({"letters": [[letter, round(score, 4)] for letter, score in zip(name, scores)],
+                       "nearest": nearest[row]})
+    return result
+
+
+def explanation_lines(name: str, language: str, explanation: dict) -> list[str]:
+    """The explanation as the CLI prints it: the name over its letter scores, then the names it is like."""
+    cells = [(letter, f"{score:+.1f}") for letter, score in explanation["letters"]]
+    width = max(len(text) for _, text in cells) + 1
+    like = ", ".join(f"{known} ({languages})" for known, languages, _ in explanation["nearest"])
+    return [f"{name} -> {language}",
+            "  " + "".join(letter.center(width) for letter, _ in cells).rstrip(),
+            "  " + "".join(text.center(width) for _, text in cells).rstrip(),
+            f"  like: {like}"]

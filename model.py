@@ -8,6 +8,8 @@ How this differs from the PyTorch tutorials it follows:
 - A GRU cell beside the tutorial's tanh cell, both built from `nn.Linear`.
 - The classifier reads names in both directions, in one letter case, and divides its
   logits by a temperature fitted on validation names so its probabilities are honest.
+  Beside the RNN it has a table of scores for hashed letter n-grams, added to its logits:
+  what naive Bayes knows of `-ov` and `van `, learnt jointly with the RNN.
 - The generator has start and end tokens, so it picks first letters and ends names itself.
 """
 from __future__ import annotations
@@ -168,7 +170,6 @@ class Classifier(nn.Module):
                  letter_dropout: float = 0.1, ngram_buckets: int = 0):
         super().__init__()
         self.ngram_buckets = ngram_buckets
-        self.ngram_dropout = letter_dropout
         directions = 2 if bidirectional else 1
         self.n_languages = n_languages
         self.letter_dropout = letter_dropout
@@ -202,6 +203,15 @@ class Classifier(nn.Module):
 
     def forward(self, letters: torch.Tensor, lengths: torch.Tensor,
                 grams: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.h2o(self.dropout(self.state(letters, lengths)))  # (B, directions*H) -> (B, languages)
+        if grams is not None:  # grams (B, G) bucket ids
+            if self.training and self.letter_dropout:  # hide whole n-grams too
+                grams = grams.masked_fill(torch.rand(grams.shape) < self.letter_dropout, self.ngram_buckets)
+            logits = logits + self.ngram_rows(grams).sum(1)  # (B, G, languages) -> (B, languages)
+        return F.log_softmax(logits / self.temperature, dim=1)
+
+    def state(self, letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Each name's final states, both directions side by side: (B, directions*H)."""
         # letters (B, T) indices, lengths (B,); H = hidden_size, W = the cell's input_width
         finals = []
         shown = None
@@ -220,12 +230,7 @@ class Classifier(nn.Module):
                 else:  # names that have ended keep their final state
                     h = torch.where((t < lengths)[:, None], cell(inputs[:, t], h), h)
             finals.append(h)
-        logits = self.h2o(self.dropout(torch.cat(finals, dim=1)))  # (B, directions*H) -> (B, languages)
-        if grams is not None:
-            if self.training and self.ngram_dropout:  # and hide whole n-grams too
-                grams = grams.masked_fill(torch.rand(grams.shape) < self.ngram_dropout, self.ngram_buckets)
-            logits = logits + self.ngram_rows(grams).sum(1)  # (B, G, languages) -> (B, languages)
-        return F.log_softmax(logits / self.temperature, dim=1)
+        return torch.cat(finals, dim=1)
 
 
 class Generator(nn.Module):
@@ -290,15 +295,26 @@ def ngram_ids(name: str, buckets: int) -> list[int]:
 
 @torch.no_grad()
 def classify(model: Classifier, names: list[str], batch_size: int = 2048) -> torch.Tensor:
-    """Log-probabilities for normalised, non-empty names, in input order.
+    """Log-probabilities for normalised names, in input order.
 
     Names are batched by length so that little time goes on padding.
     """
+    return _by_length(names, batch_size, model.n_languages, lambda chunk: model(*model.encode(chunk)))
+
+
+@torch.no_grad()
+def final_states(model: Classifier, names: list[str], batch_size: int = 2048) -> torch.Tensor:
+    """The classifier's final state for each normalised name, in input order: what "like" compares."""
+    width = model.h2o.in_features
+    return _by_length(names, batch_size, width, lambda chunk: model.state(*model.encode(chunk)[:2]))
+
+
+def _by_length(names: list[str], batch_size: int, width: int, run) -> torch.Tensor:
     order = sorted(range(len(names)), key=lambda i: len(names[i]))
-    result = torch.empty(len(names), model.n_languages)
+    result = torch.empty(len(names), width)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        result[chunk] = model(*model.encode([names[i] for i in chunk]))
+        result[chunk] = run([names[i] for i in chunk])
     return result
 
 

@@ -3,6 +3,7 @@
     python predict.py Hinton                 # top 3, best first: (-0.47) Scottish
     python predict.py -n 5 Hinton Schmidhuber
     python predict.py --json - < names.txt   # one JSON object per input line
+    python predict.py --explain Hinton       # which letters decided it, and known names it is like
 """
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import argparse
 import json
 import sys
 
-from answers import answer, run_script
-from data import DEFAULT_TOP, ArgumentParser, DataError, usable_name
+from answers import NearestNames, answer, explanation_lines, explanations, run_script
+from data import DATA_DIR, DEFAULT_TOP, ArgumentParser, DataError, load_dataset, usable_name
 from model import CLASSIFIER_PATH, classify, load_model
 
 
@@ -23,6 +24,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"how many languages to show per name (default: {DEFAULT_TOP})")
     parser.add_argument("--json", action="store_true",
                         help="one JSON object per name and line; \"sure\" is true when the answer can be trusted")
+    parser.add_argument("--explain", action="store_true", help="also score each letter (how much the top language "
+                        "drops without it) and list the three most similar training names")
     parser.add_argument("--checkpoint", default=str(CLASSIFIER_PATH), help="classifier checkpoint "
                         "(default: checkpoints/classifier.pt beside this script)")
     args = parser.parse_args(argv)
@@ -61,9 +64,15 @@ def answers_for(names: list[str], args: argparse.Namespace) -> dict[str, dict]:
             records[name] = {"name": name, "error": str(error)}
     unique = list(dict.fromkeys(normalised.values()))
     log_probs = dict(zip(unique, classify(model, unique))) if unique else {}
+    why = {}
+    if args.explain and unique:  # the index costs a pass over the training names: only when asked
+        data_dir = checkpoint.get("settings", {}).get("data_dir", DATA_DIR)
+        why = dict(zip(unique, explanations(model, unique, NearestNames(model, load_dataset(data_dir)))))
     for name, clean in normalised.items():
         records[name] = answer(name, clean, log_probs[clean], checkpoint["languages"], args.top,
                                checkpoint["sure_threshold"])
+        if args.explain:
+            records[name]["explain"] = why[clean]
     return records
 
 
@@ -89,6 +98,8 @@ def write_answers(names: list[str], args: argparse.Namespace) -> int:
             sys.stdout.write(f"\n> {name}\n")
         lines = [f"({value:.2f}) {language}" for value, language in record["result"]]
         lines[0] += "  (sure)" if record["sure"] else "  (not sure)"
+        if args.explain:
+            lines += explanation_lines(record["normalised"], record["result"][0][1], record["explain"])
         sys.stdout.write("\n".join(lines) + "\n")
     return status
 

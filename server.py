@@ -25,8 +25,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import torch
 
-from answers import answer, in_range, run_script, sample_request
-from data import DEFAULT_TOP, MAX_SAMPLES, ArgumentParser, DataError, limits, usable_name
+from answers import NearestNames, answer, explanations, in_range, run_script, sample_request
+from data import DATA_DIR, DEFAULT_TOP, MAX_SAMPLES, ArgumentParser, DataError, limits, load_dataset, usable_name
 from model import CLASSIFIER_PATH, GENERATOR_PATH, CheckpointError, classify, invent, load_model
 
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
@@ -35,7 +35,7 @@ LISTEN_BACKLOG = 1024  # connections the kernel may hold before accept(); Python
 MAX_REQUEST_BODY = 64 * 1024  # a GET body up to this is read and ignored; a larger or chunked one closes
 ENDPOINTS = {
     "GET /<name>": f"languages for a surname, best first; ?n=1..number of languages (default {DEFAULT_TOP}); "
-                   "\"sure\" says whether the top one can be trusted",
+                   "\"sure\" says whether the top one can be trusted; ?explain=1 adds letter scores and similar names",
     "GET /sample/<Language>": f"invented names; ?start=RUS (one per letter) or ?n=1..{MAX_SAMPLES}, "
                               "&temperature=, &seed=, &greedy=1",
     "GET /api/languages": "the languages both models know",
@@ -98,7 +98,14 @@ class Service:
         self.sure_from: float = classifier_checkpoint["sure_threshold"]
         self.temperature: float = generator_checkpoint["temperature"]
         self.batcher = Batcher(classifier)
+        self.classifier = classifier
         self.generator_lock = threading.Lock()
+        try:  # built once, here: a pass over the training names (see bench.py for its cost)
+            data_dir = classifier_checkpoint.get("settings", {}).get("data_dir", DATA_DIR)
+            self.known: NearestNames | None = NearestNames(classifier, load_dataset(data_dir))
+            self.known_error = ""
+        except DataError as error:
+            self.known, self.known_error = None, f"explanations need the training names: {error}"
 
     def predict(self, raw_name: str, query: dict[str, list[str]]) -> dict:
         top = number(query, "n")
@@ -107,7 +114,15 @@ class Service:
             name = usable_name(raw_name)
         except DataError as error:
             raise HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
-        return answer(raw_name, name, self.batcher.classify(name), self.languages, top, self.sure_from)
+        explain = single(query, "explain", "0")
+        if explain not in ("0", "1"):
+            raise HTTPError(HTTPStatus.BAD_REQUEST, "explain must be 0 or 1")
+        record = answer(raw_name, name, self.batcher.classify(name), self.languages, top, self.sure_from)
+        if explain == "1":
+            if self.known is None:
+                raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, self.known_error)
+            record["explain"] = explanations(self.classifier, [name], self.known)[0]
+        return record
 
     def sample(self, raw_language: str, query: dict[str, list[str]]) -> dict:
         start = single(query, "start", "")

@@ -241,3 +241,19 @@ def test_train_refuses_an_output_path_that_is_a_file_before_training(tmp_path):
     result = run("train.py", "--dry-run", "--out", str(target))
     assert result.returncode == 2 and "not a folder" in result.stderr and result.stdout == ""
     assert target.read_text() == "keep me"
+
+
+def test_predict_explain_in_text_and_json(trained):
+    checkpoint = str(trained / "classifier.pt")
+    text = run("predict.py", "--checkpoint", checkpoint, "--explain", "Hinton")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    top = LINE.match(lines[0]).group(2)
+    assert lines[3] == f"Hinton -> {top}"
+    assert lines[4].split() == list("Hinton") and len(lines[5].split()) == 6
+    assert lines[6].startswith("  like: ") and lines[6].count("(") == 3
+    record = json.loads(run("predict.py", "--checkpoint", checkpoint, "--explain", "--json", "Hinton").stdout)
+    scores = [f"{score:+.1f}" for _, score in record["explain"]["letters"]]
+    assert lines[5].split() == scores
+    plain = run("predict.py", "--checkpoint", checkpoint, "Hinton")
+    assert plain.stdout.splitlines() == lines[:3]  # without --explain, only the usual lines

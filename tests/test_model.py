@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from answers import answer
-from data import ALPHABET
+from answers import NearestNames, answer, explanations
+from data import ALPHABET, Dataset
 from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, RNNCell, classify,
                    generator_batch, invent, load_checkpoint, load_model, sample, save_checkpoint)
 
@@ -170,3 +170,37 @@ def test_unreadable_or_missing_checkpoint_is_one_clear_error(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):
         load_checkpoint(tmp_path / "bad.pt", "classifier")
+
+
+def tiny_index():
+    torch.manual_seed(0)
+    model = Classifier(len(ALPHABET), 3, hidden_size=12, ngram_buckets=32).eval()
+    names = ["Ivanov", "Hinton", "Nakamura", "Rossi", "Smith", "Kowalski", "Li", "Schmidt", "Tanaka", "Petrov"]
+    dataset = Dataset(["a", "b", "c"], [(name, i % 3) for i, name in enumerate(names)])
+    known = NearestNames(model, dataset)
+    assert known.names == [name for name, _ in dataset.split("train")]  # the training split only
+    return model, known
+
+
+def test_letter_scores_are_the_drop_in_the_top_language_without_that_letter():
+    model, known = tiny_index()
+    names = ["Hinton", "de la Cruz", "O'Neil", "X"]
+    together = explanations(model, names, known)
+    assert explanations(model, names, known) == together  # reproducible
+    assert [explanations(model, [name], known)[0] for name in names] == together  # batch-independent
+    for name, explanation in zip(names, together):
+        assert [letter for letter, _ in explanation["letters"]] == list(name)
+        with torch.no_grad():
+            whole = model(*model.encode([name]))[0]
+            top = int(whole.argmax())
+            hidden = [model(*model.encode([name[:i] + name[i + 1:]]))[0, top] for i in range(len(name))]
+        for (_, score), without in zip(explanation["letters"], hidden):
+            assert score == pytest.approx(float(whole[top] - without), abs=1e-4)
+
+
+def test_a_training_name_is_nearest_to_itself():
+    model, known = tiny_index()
+    for name in known.names:
+        first = explanations(model, [name], known)[0]["nearest"][0]
+        assert first[0] == name and first[2] == pytest.approx(1.0, abs=1e-4)
+    assert all(len(e["nearest"]) == 3 for e in explanations(model, ["Hinton", "Qqq"], known))

@@ -45,6 +45,9 @@ def test_typing_a_name_shows_language_bars(page):
     widths = [float(rows.nth(i).locator(".fill").evaluate("e => e.style.width").rstrip("%")) for i in range(5)]
     assert widths == sorted(widths, reverse=True) and 0 < sum(widths) <= 100.5
     assert page.text_content("#name-error") == ""
+    page.wait_for_selector("#letters span")  # each letter of the name as read, shaded by its score
+    assert "".join(page.locator("#letters span").all_text_contents()) == "Slusarski"
+    assert page.text_content("#like").startswith("Like: ") and page.text_content("#like").count("(") == 3
     verdict = page.text_content("#verdict")  # the sure mark: the server's flag, shown in words
     assert verdict.startswith("✓ Sure") or verdict.startswith("? Not sure")
 

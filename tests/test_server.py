@@ -271,3 +271,16 @@ def test_a_bounded_fuzz_leaves_the_server_up_with_flat_memory(server):
     assert server["process"].poll() is None
     assert get_json(server, "/api/health")[0] == 200
     assert after < before * 1.10, (before, after)
+
+
+def test_explain_on_request_only(server):
+    status, plain = get_json(server, "/Hinton")
+    assert status == 200 and "explain" not in plain
+    status, body = get_json(server, "/Hinton?explain=1")
+    assert status == 200 and body["result"] == plain["result"]
+    assert [letter for letter, _ in body["explain"]["letters"]] == list("Hinton")
+    assert len(body["explain"]["nearest"]) == 3 and all(len(row) == 3 for row in body["explain"]["nearest"])
+    assert "explain" not in get_json(server, "/Hinton?explain=0")[1]
+    for bad in ("2", "yes", "true", "-1"):
+        status, body = get_json(server, f"/Hinton?explain={bad}")
+        assert status == 400 and "explain" in body["error"]
