@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from data import (DEFAULT_SAMPLES, MAX_SAMPLES, SEED_RANGE, TEMPERATURE_RANGE, DataError, Dataset, find_language,
-                  start_letters)
-from model import CheckpointError, Classifier, classify, final_states
+from data import (DEFAULT_MAX_LENGTH, DEFAULT_SAMPLES, MAX_BEAM, MAX_LENGTH_RANGE, MAX_SAMPLES, SEED_RANGE,
+                  TEMPERATURE_RANGE, TOP_K_RANGE, DataError, Dataset, find_language, prefix_letters, start_letters,
+                  write_as_data_set)
+from model import CheckpointError, Classifier, Generator, beam_search, classify, final_states, invent
 
 NEAREST = 3  # known names listed as "like" in an explanation
 
@@ -60,25 +61,62 @@ class SampleRequest:
     """A checked request for invented names."""
 
     language: int
-    starts: list[str | None]  # one entry per name: its start letter, or None to let the model choose
+    prefixes: list[str]  # one per name (or per beam): folded letters it must begin with, "" to let the model choose
     temperature: float
+    top_k: int
     seed: int | None
+    beam: int  # 0 to sample; k for the k likeliest names per prefix
+    novel: bool
+    max_length: int
 
 
-def sample_request(languages: list[str], language: str, start: str, count: int | None,
-                   temperature: float | None, default_temperature: float, seed: int | None) -> SampleRequest:
+def sample_request(languages: list[str], language: str, start: str = "", prefix: str = "", count: int | None = None,
+                   temperature: float | None = None, default_temperature: float = 1.0, top_k: int | None = None,
+                   seed: int | None = None, beam: int | None = None, novel: bool = False,
+                   max_length: int = DEFAULT_MAX_LENGTH) -> SampleRequest:
     """Check a request for names against the limits; DataError says what is wrong in one line."""
     index = find_language(languages, language)
     if len(start) > MAX_SAMPLES:
         raise DataError(f"at most {MAX_SAMPLES} start letters")
-    starts = start_letters(start)
+    starts = [letter.lower() for letter in start_letters(start)]
+    folded_prefix = prefix_letters(prefix, max_length)
+    if starts and folded_prefix:
+        raise DataError("give start letters or a prefix, not both")
     count = DEFAULT_SAMPLES if count is None else int(in_range("n", count, (1, MAX_SAMPLES)))
-    if temperature is not None:
-        in_range("temperature", temperature, TEMPERATURE_RANGE)
-    if seed is not None:
-        in_range("seed", seed, SEED_RANGE)
-    return SampleRequest(index, starts or [None] * count,
-                         default_temperature if temperature is None else temperature, seed)
+    beam = 0 if beam is None else int(in_range("beam", beam, (1, MAX_BEAM)))
+    if beam:
+        prefixes = list(dict.fromkeys(starts)) or [folded_prefix]
+    else:
+        prefixes = starts or [folded_prefix] * count
+    return SampleRequest(
+        index, prefixes,
+        default_temperature if temperature is None else in_range("temperature", temperature, TEMPERATURE_RANGE),
+        0 if top_k is None else int(in_range("top-k", top_k, TOP_K_RANGE)),
+        None if seed is None else int(in_range("seed", seed, SEED_RANGE)),
+        beam, novel, int(in_range("max-length", max_length, MAX_LENGTH_RANGE)))
+
+
+def invented(model: Generator, checkpoint: dict, request: SampleRequest) -> dict:
+    """The answer to a request for names: {"language", "names"}, and a "note" when fewer came back.
+
+    Sampled names are a list of names; a beam search gives [log-probability, name]
+    pairs, best first, for each prefix in turn.
+    """
+    language = checkpoint["languages"][request.language]
+    capital_after = checkpoint["casing"].get(language, "")
+    if request.beam:
+        names = [[round(log_prob, 4), write_as_data_set(name, capital_after)]
+                 for prefix in request.prefixes
+                 for name, log_prob in beam_search(model, request.language, prefix, request.beam, request.max_length)]
+        return {"language": language, "names": names}
+    avoid = set(checkpoint["known_names"]) if request.novel else None
+    names = invent(model, request.language, request.prefixes, request.temperature, capital_after, request.top_k,
+                   request.max_length, request.seed, avoid)
+    answer = {"language": language, "names": names}
+    if len(names) < len(request.prefixes):
+        answer["note"] = (f"only {len(names)} of {len(request.prefixes)} names are new to the data set: "
+                          "the model found no other new names within its draws")
+    return answer
 
 
 class NearestNames:

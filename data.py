@@ -28,6 +28,9 @@ MAX_SAMPLES = 100  # invented names per call: keeps one request well under a sec
 DEFAULT_SAMPLES = 5  # invented names per call when no start letters are given
 TEMPERATURE_RANGE = (0.1, 2.0)  # below 0.1 sampling is greedy in all but name; above 2 it is noise
 SEED_RANGE = (0, 2**63 - 1)  # what torch.Generator.manual_seed takes on every platform
+TOP_K_RANGE = (0, 60)  # sampling keeps the k likeliest next tokens; 0 keeps them all
+MAX_BEAM = 20  # names from one beam search
+DEFAULT_MAX_LENGTH = 20  # letters in an invented name, and so in a prefix, unless asked otherwise
 MAX_LENGTH_RANGE = (1, 100)  # letters in an invented name (default 20; the data set's longest is 20)
 _NOT_ALLOWED = re.compile(f"[^{re.escape(ALPHABET)}]")
 _SPACES = re.compile(r" +")
@@ -77,7 +80,8 @@ def limits() -> dict:
     """The limits above, as the server sends them to the page."""
     return {"name_length": MAX_NAME_LENGTH, "top": DEFAULT_TOP, "samples": MAX_SAMPLES,
             "default_samples": DEFAULT_SAMPLES, "temperature": list(TEMPERATURE_RANGE), "seed": list(SEED_RANGE),
-            "max_length": list(MAX_LENGTH_RANGE)}
+            "top_k": list(TOP_K_RANGE), "beam": MAX_BEAM, "max_length": list(MAX_LENGTH_RANGE),
+            "prefix_length": DEFAULT_MAX_LENGTH}
 
 
 def usable_name(text: str) -> str:
@@ -104,6 +108,16 @@ def start_letters(text: str) -> list[str]:
     if bad:
         raise DataError(f"start letters must be A-Z, not {''.join(dict.fromkeys(bad))!r}")
     return [c.upper() for c in text]
+
+
+def prefix_letters(text: str, max_length: int) -> str:
+    """A prefix every invented name must begin with, folded; DataError for anything outside the alphabet."""
+    bad = [c for c in text if c not in ALPHABET]
+    if bad:
+        raise DataError(f"a prefix takes letters A-Z and {ALPHABET[52:]!r} only, not {''.join(dict.fromkeys(bad))!r}")
+    if len(text) > max_length:
+        raise DataError(f"the prefix is longer than the longest name asked for ({max_length} letters)")
+    return fold(text)
 
 
 def split_of(name: str) -> str:
@@ -198,3 +212,34 @@ def load_real_names(languages: list[str], known: set[str]) -> list[tuple[str, in
                 if any(c.isalpha() for c in name) and fold(name) not in known:
                     found.setdefault(fold(name), (name, set()))[1].add(label)
     return [(name, labels.pop()) for name, labels in found.values() if len(labels) == 1]
+
+
+def case_pattern(name: str) -> str:
+    """Each letter as X (upper) or x (lower), other characters kept: `O'Neil` -> `X'Xxxx`."""
+    return "".join("X" if c.isupper() else "x" if c.islower() else c for c in name)
+
+
+def learn_casing(dataset: Dataset) -> dict[str, str]:
+    """Per language, the characters after which the data set writes a capital: `'` in Irish (O'Neil).
+
+    A folded name is written back with a capital first letter and a capital after these
+    characters only; everywhere else the data set writes lower case (`De la fontaine`,
+    `Mccabe`). A character counts when most of its uses in that language take a capital.
+    """
+    votes: dict[tuple[int, str], list[int]] = {}
+    for name, label in dataset.pairs:
+        for before, after in zip(name, name[1:]):
+            if not before.isalpha() and after.isalpha():
+                votes.setdefault((label, before), [0, 0])[after.isupper()] += 1
+    return {language: "".join(sorted(c for (label, c), (lower, upper) in votes.items()
+                                      if label == index and upper > lower))
+            for index, language in enumerate(dataset.languages)}
+
+
+def write_as_data_set(folded: str, capital_after: str) -> str:
+    """A folded name written as the data set writes its language: see learn_casing."""
+    letters = list(folded)
+    for i, letter in enumerate(letters):
+        if i == 0 or letters[i - 1] in capital_after:
+            letters[i] = letter.upper()
+    return "".join(letters)

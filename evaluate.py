@@ -11,7 +11,7 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
-from data import Dataset
+from data import Dataset, case_pattern, fold, write_as_data_set
 from model import Classifier, Generator, classify, generator_batch, sample
 
 CALIBRATION_BINS = 15  # equal-width bins over the top probability, as the usual ECE
@@ -194,11 +194,13 @@ class NaiveBayes:
 
 # ----------------------------------------------------------------------------- generator
 
-def generator_nll(model: Generator, examples: list[tuple[str, int]], batch_size: int = 512) -> float:
-    """Held-out NLL in nats per character, given the language and the first letter.
+def generator_nll(model: Generator, examples: list[tuple[str, int]], first_letter_given: bool = True,
+                  batch_size: int = 512) -> float:
+    """Held-out NLL in nats per character of folded names, given the language, pooled over all names.
 
-    Scores every letter after the first plus the end token, pooled over all names,
-    so the figure compares with the tutorial, which is handed the first letter.
+    With the first letter given it scores every letter after the first plus the end
+    token, as the tutorial's generator is handed the first letter; without, the first
+    letter is scored too (the start token given), the figure makemore reports.
     """
     was_training = model.training
     model.eval()
@@ -207,7 +209,8 @@ def generator_nll(model: Generator, examples: list[tuple[str, int]], batch_size:
         for start in range(0, len(examples), batch_size):
             chunk = examples[start:start + batch_size]
             inputs, targets = generator_batch([name for name, _ in chunk])
-            targets[:, 0] = -100  # the first letter is given, not scored
+            if first_letter_given:
+                targets[:, 0] = -100
             log_probs = model(torch.tensor([label for _, label in chunk]), inputs)
             total += float(F.nll_loss(log_probs.transpose(1, 2), targets, reduction="sum"))
             count += int((targets != -100).sum())
@@ -216,23 +219,29 @@ def generator_nll(model: Generator, examples: list[tuple[str, int]], batch_size:
 
 
 def sample_quality(generator: Generator, classifier: Classifier, dataset: Dataset, temperature: float,
-                   per_language: int = 100, max_length: int = 20, seed: int = 1337) -> dict:
-    """How 100 free samples per language fare: ended, novel, distinct, judged as the asked language.
+                   casing: dict[str, str], per_language: int = 100, max_length: int = 20, seed: int = 1337) -> dict:
+    """How 100 free samples per language fare: ended, novel, distinct, judged as the asked language, cased.
 
     "judged" is the share the classifier assigns to the requested language; its mean
-    over languages is the classifier's balanced accuracy on generated names.
+    over languages is the classifier's balanced accuracy on generated names. "cased" is
+    the share written in a capitalisation pattern that the language's data-set names use.
     """
     rng = torch.Generator().manual_seed(seed)
-    known = {name for name, _ in dataset.pairs}
+    known = {fold(name) for name, _ in dataset.pairs}
+    patterns = [set() for _ in dataset.languages]
+    for name, label in dataset.pairs:
+        patterns[label].add(case_pattern(name))
     counts = {}
     for index, language in enumerate(dataset.languages):
-        samples = sample(generator, index, [None] * per_language, temperature, max_length=max_length, rng=rng)
+        samples = sample(generator, index, [""] * per_language, temperature, max_length=max_length, rng=rng)
         names = [name for name, _ in samples]
+        written = [write_as_data_set(name, casing[language]) for name in names]
         counts[language] = {
             "ended": sum(e for _, e in samples),
             "novel": sum(n not in known for n in names),
             "distinct": len(set(names)),
             "judged": int((classify(classifier, names).argmax(1) == index).sum()),
+            "cased": sum(case_pattern(name) in patterns[index] for name in written),
         }
     # shares from whole counts, so that e.g. 1,440 novel of 1,800 is exactly 0.8
     table = {language: {key: n / per_language for key, n in row.items()} for language, row in counts.items()}
@@ -241,7 +250,7 @@ def sample_quality(generator: Generator, classifier: Classifier, dataset: Datase
     return {"languages": table, "pooled": pooled}
 
 
-def choose_temperature(generator: Generator, classifier: Classifier, dataset: Dataset,
+def choose_temperature(generator: Generator, classifier: Classifier, dataset: Dataset, casing: dict[str, str],
                        log=print) -> tuple[float, list[dict], float]:
     """The highest temperature (0.5 to 1.0, steps of 0.1) whose samples are judged their
     language at least as often as real validation names are.
@@ -256,7 +265,7 @@ def choose_temperature(generator: Generator, classifier: Classifier, dataset: Da
     chosen, rows = 0.5, []
     for tenths in range(5, 11):
         temperature = tenths / 10
-        pooled = sample_quality(generator, classifier, dataset, temperature)["pooled"]
+        pooled = sample_quality(generator, classifier, dataset, temperature, casing)["pooled"]
         rows.append({"temperature": temperature, **pooled})
         log(f"temperature {temperature:.1f}: judged as asked {pooled['judged']:.3f} novel {pooled['novel']:.3f} "
             f"distinct {pooled['distinct']:.3f} ended {pooled['ended']:.3f}")

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data import ALPHABET, LETTER_INDEX, fold, pad_batch
+from data import ALPHABET, LETTER_INDEX, encode, fold, pad_batch, write_as_data_set
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 CLASSIFIER_PATH = CHECKPOINT_DIR / "classifier.pt"
@@ -32,6 +32,7 @@ GENERATOR_PATH = CHECKPOINT_DIR / "generator.pt"
 EOS = len(ALPHABET)  # generator token that ends a name
 SOS = len(ALPHABET) + 1  # generator token that starts one, so the model can pick the first letter
 N_TOKENS = len(ALPHABET) + 2
+CAPITALS = [LETTER_INDEX[c] for c in ALPHABET if c.isupper()]
 
 
 class CheckpointError(Exception):
@@ -57,7 +58,7 @@ CHECKPOINT_FIELDS = {
     "classifier": {"model_args": dict, "state_dict": dict, "alphabet": str, "languages": list,
                    "sure_threshold": float},
     "generator": {"model_args": dict, "state_dict": dict, "alphabet": str, "languages": list,
-                  "temperature": float},
+                  "temperature": float, "casing": dict, "known_names": list},
 }
 
 
@@ -319,11 +320,13 @@ def _by_length(names: list[str], batch_size: int, width: int, run) -> torch.Tens
 
 
 def generator_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher-forcing inputs (start token, letters) and targets (letters, end token).
+    """Teacher-forcing inputs (start token, folded letters) and targets (folded letters, end token).
 
+    The generator learns folded names, so it never puts a capital inside a word;
+    `data.write_as_data_set` writes its names back as the data set writes them.
     Targets past a name's end are -100, which the loss ignores.
     """
-    letters, lengths = pad_batch(names)
+    letters, lengths = pad_batch([fold(name) for name in names])
     batch = len(names)
     inputs = torch.cat((torch.full((batch, 1), SOS), letters), dim=1)
     targets = torch.cat((letters, torch.zeros(batch, 1, dtype=torch.long)), dim=1)
@@ -332,58 +335,131 @@ def generator_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     return inputs, targets
 
 
-@torch.no_grad()
-def sample(model: Generator, language: int, starts: list[str | None], temperature: float = 1.0,
-           greedy: bool = False, max_length: int = 20,
-           rng: torch.Generator | None = None) -> list[tuple[str, bool]]:
-    """One name per entry of starts, generated together: (name, ended with the end token).
+def _next_log_probs(model: Generator, language: torch.Tensor, token: torch.Tensor, h: torch.Tensor,
+                    letters_so_far: int, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One generation step's log-probabilities and state, with what no name may do ruled out.
 
-    An entry is a start letter the name must begin with, or None to let the
-    model choose. A name that has not ended after max_length letters is cut there.
+    The start token and capitals never come, a name has at least one letter, and a
+    name of max_length letters can only end.
     """
-    batch = len(starts)
+    log_probs, h = model.step(language, token, h)
+    log_probs[:, SOS] = -math.inf
+    log_probs[:, CAPITALS] = -math.inf  # it learnt folded names: capitals are written afterwards
+    if letters_so_far == 0:
+        log_probs[:, EOS] = -math.inf
+    if letters_so_far >= max_length:
+        log_probs[:, :EOS] = -math.inf
+    return log_probs, h
+
+
+@torch.no_grad()
+def sample(model: Generator, language: int, prefixes: list[str], temperature: float = 1.0, top_k: int = 0,
+           max_length: int = 20, rng: torch.Generator | None = None) -> list[tuple[str, bool]]:
+    """One folded name per prefix, drawn together: (name, ended with the end token).
+
+    A prefix ("" for none) is fed to the model letter by letter and every name
+    continues from the state it leaves. top_k > 0 draws only among the k likeliest
+    next tokens. A name that has not ended after max_length letters is cut there.
+    """
+    batch = len(prefixes)
     language_t = torch.full((batch,), language, dtype=torch.long)
     token = torch.full((batch,), SOS, dtype=torch.long)
     h = model.initial_state(batch)
-    forced = torch.tensor([LETTER_INDEX[s] if s else -1 for s in starts], dtype=torch.long)
+    width = max(map(len, prefixes), default=0)
+    forced = torch.full((batch, width), -1, dtype=torch.long)  # (B, P): prefix letters, -1 where free
+    for row, prefix in enumerate(prefixes):
+        forced[row, :len(prefix)] = torch.tensor(encode(fold(prefix)), dtype=torch.long)
     letters = []
     done = torch.zeros(batch, dtype=torch.bool)
-    for position in range(max_length + 1):  # the last step only asks whether the name ends
-        log_probs, h = model.step(language_t, token, h)
-        log_probs[:, SOS] = -math.inf
-        if position == 0:
-            log_probs[:, EOS] = -math.inf  # a name has at least one letter
-        if greedy:
-            token = log_probs.argmax(1)
-        else:
-            token = torch.multinomial(torch.softmax(log_probs / temperature, dim=1), 1, generator=rng)[:, 0]
-        if position == 0:
-            token = torch.where(forced >= 0, forced, token)
+    for position in range(max_length + 1):  # the last step can only end the name
+        log_probs, h = _next_log_probs(model, language_t, token, h, position, max_length)
+        logits = log_probs / temperature
+        if top_k:
+            logits = logits.masked_fill(logits < logits.topk(top_k, dim=1).values[:, -1:], -math.inf)
+        token = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=rng)[:, 0]
+        if position < width:
+            token = torch.where(forced[:, position] >= 0, forced[:, position], token)
         done |= token == EOS
         if position == max_length or bool(done.all()):
             break
         letters.append(torch.where(done, -1, token))
-    columns = torch.stack(letters, dim=1).tolist()
-    names = ["".join(ALPHABET[i] for i in row if i >= 0) for row in columns]
-    return [(name[:1].upper() + name[1:], bool(e)) for name, e in zip(names, done)]
+    columns = torch.stack(letters, dim=1).tolist() if letters else [[] for _ in prefixes]
+    return [("".join(ALPHABET[i] for i in row if i >= 0), bool(e)) for row, e in zip(columns, done)]
 
 
-def invent(model: Generator, language: int, starts: list[str | None], temperature: float,
-           greedy: bool = False, max_length: int = 20, seed: int | None = None,
-           candidates: int = 16) -> list[str]:
-    """One new name per entry of starts, avoiding repeats where the model allows.
+@torch.no_grad()
+def beam_search(model: Generator, language: int, prefix: str, width: int,
+                max_length: int = 20) -> list[tuple[str, float]]:
+    """The `width` likeliest whole folded names that begin with prefix, best first, with their log-probability.
 
-    Draws a few candidates per entry in one batch and takes the first one not
-    already chosen, preferring names that ended before max_length.
+    The log-probability (nats) is that of everything the model chose: the letters after
+    the prefix and the end token. The greedy name (a beam of one) is always among the
+    candidates, so the best name found is never less likely than greedy decoding's.
+    """
+    prefix = fold(prefix)
+    found: dict[str, float] = {}
+    for beam in dict.fromkeys((1, width)):
+        found.update(_beam(model, language, prefix, beam, max_length))
+    return sorted(found.items(), key=lambda item: -item[1])[:width]
+
+
+def _beam(model: Generator, language: int, prefix: str, width: int, max_length: int) -> dict[str, float]:
+    h = model.initial_state(1)
+    token = torch.tensor([SOS])
+    for letter in prefix:  # the prefix sets the state; its own letters are given, not scored
+        _, h = model.step(torch.tensor([language]), token, h)
+        token = torch.tensor([LETTER_INDEX[letter]])
+    alive, scores = [prefix], torch.zeros(1)
+    finished: dict[str, float] = {}
+    while alive:
+        log_probs, h = _next_log_probs(model, torch.full((len(alive),), language), token, h, len(alive[0]),
+                                       max_length)
+        totals = scores[:, None] + log_probs  # (A, N)
+        values, flat = totals.flatten().topk(min(2 * width, totals.numel()))
+        keep, next_scores, next_tokens = [], [], []
+        for value, index in zip(values.tolist(), flat.tolist()):
+            row, next_token = divmod(index, totals.shape[1])
+            if value == -math.inf:
+                break
+            if next_token == EOS:
+                finished.setdefault(alive[row], value)
+            elif len(keep) < width:
+                keep.append((row, alive[row] + ALPHABET[next_token]))
+                next_scores.append(value)
+                next_tokens.append(next_token)
+        best_finished = sorted(finished.values(), reverse=True)[:width]
+        if not keep or (len(best_finished) == width and best_finished[-1] >= max(next_scores)):
+            break  # every longer name is less likely than the names already found
+        h = h[torch.tensor([row for row, _ in keep])]
+        alive, scores, token = [name for _, name in keep], torch.tensor(next_scores), torch.tensor(next_tokens)
+    return finished
+
+
+def invent(model: Generator, language: int, prefixes: list[str], temperature: float, capital_after: str = "",
+           top_k: int = 0, max_length: int = 20, seed: int | None = None, avoid: set[str] | None = None,
+           candidates: int = 16, rounds: int = 4) -> list[str]:
+    """One new name per prefix, written as the data set writes the language, repeats avoided where possible.
+
+    Draws a few candidates per prefix in one batch and takes the first one not already
+    chosen, preferring names that ended before max_length. With avoid (folded names,
+    e.g. the training data) a name must not be in it: up to `rounds` batches are drawn,
+    and a prefix that still has no such name gets none, so fewer names come back.
     """
     rng = torch.Generator()
     rng.manual_seed(seed) if seed is not None else rng.seed()
-    drawn = sample(model, language, [s for s in starts for _ in range(candidates)], temperature,
-                   greedy, max_length, rng)
-    chosen: list[str] = []
-    for i in range(len(starts)):
-        options = drawn[i * candidates:(i + 1) * candidates]
-        fresh = [name for name, ended in options if name not in chosen and ended]
-        fresh = fresh or [name for name, _ in options if name not in chosen] or [options[0][0]]
-        chosen.append(fresh[0])
-    return chosen
+    chosen: list[str | None] = [None] * len(prefixes)
+    for _ in range(rounds if avoid is not None else 1):
+        missing = [i for i, name in enumerate(chosen) if name is None]
+        if not missing:
+            break
+        drawn = sample(model, language, [prefixes[i] for i in missing for _ in range(candidates)], temperature,
+                       top_k, max_length, rng)
+        for k, i in enumerate(missing):
+            options = [(name, ended) for name, ended in drawn[k * candidates:(k + 1) * candidates]
+                       if avoid is None or name not in avoid]
+            fresh = [name for name, ended in options if name not in chosen and ended]
+            fresh = fresh or [name for name, _ in options if name not in chosen]
+            if avoid is None:
+                fresh = fresh or [drawn[k * candidates][0]]  # the model leaves no other choice
+            chosen[i] = fresh[0] if fresh else None
+    return [write_as_data_set(name, capital_after) for name in chosen if name is not None]

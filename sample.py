@@ -1,38 +1,51 @@
 """Invent surnames in a chosen language.
 
-    python sample.py Russian RUS     # three names, starting R, U and S
-    python sample.py german -n 10    # ten names; the model picks the first letters
+    python sample.py Russian RUS             # three names, starting R, U and S
+    python sample.py german -n 10            # ten names; the model picks the first letters
+    python sample.py Russian --prefix iva    # names that begin with Iva
+    python sample.py Italian -n 5 --novel    # only names that are not in the data set
+    python sample.py Irish --beam 5          # the five likeliest names, with their log-probabilities
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from answers import run_script, sample_request
-from data import DEFAULT_SAMPLES, MAX_LENGTH_RANGE, MAX_SAMPLES, TEMPERATURE_RANGE, ArgumentParser
-from model import GENERATOR_PATH, invent, load_model
+from answers import invented, run_script, sample_request
+from data import (DEFAULT_MAX_LENGTH, DEFAULT_SAMPLES, MAX_BEAM, MAX_LENGTH_RANGE, MAX_SAMPLES, TEMPERATURE_RANGE,
+                  TOP_K_RANGE, ArgumentParser)
+from model import GENERATOR_PATH, load_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description="Invent surnames in a chosen language.")
     parser.add_argument("language", help="language to invent names in, any letter case (e.g. Russian)")
     parser.add_argument("start_letters", nargs="?", default="",
-                        help="one name per letter, starting with it "
+                        help="one name per letter, starting with it, any case "
                         "(default: -n names, first letters chosen by the model)")
     parser.add_argument("-n", type=int, help=f"how many names without start letters, 1 to {MAX_SAMPLES} "
                         f"(default: {DEFAULT_SAMPLES})")
-    parser.add_argument("--temperature", type=float, help=f"{TEMPERATURE_RANGE[0]} to {TEMPERATURE_RANGE[1]}; "
-                        "lower gives safer, more typical names (default: chosen at training, in the checkpoint)")
-    parser.add_argument("--greedy", action="store_true",
-                        help="always take the likeliest next letter (the tutorial's decoding)")
+    parser.add_argument("--prefix", default="", help="every name begins with these letters, any case; the model "
+                        "continues from the state they leave (instead of start letters)")
+    parser.add_argument("--novel", action="store_true", help="only names that are not in the data set the model "
+                             "learnt from; fewer names, and a note on stderr, if it cannot find enough")
+    parser.add_argument("--temperature", type=float, help=f"{TEMPERATURE_RANGE[0]} to {TEMPERATURE_RANGE[1]}: "
+                        "divides the model's scores before drawing; lower gives safer, more typical names "
+                        "(default: chosen at training, in the checkpoint)")
+    parser.add_argument("--top-k", type=int, help=f"draw only among the k likeliest next letters, {TOP_K_RANGE[0]} "
+                        f"to {TOP_K_RANGE[1]}; 0 or unset draws among all (applied after --temperature)")
+    parser.add_argument("--beam", type=int, help=f"instead of drawing, the K likeliest whole names (1 to {MAX_BEAM}), "
+                        "best first, as (log-probability) Name, for each start letter or the prefix")
+    parser.add_argument("--greedy", action="store_true", help="the tutorial's decoding: the likeliest letter each "
+                        "time; the same as --beam 1")
     parser.add_argument("--seed", type=int, help="random seed: the same seed gives the same names (default: random)")
-    parser.add_argument("--max-length", type=int, default=20,
-                        help=f"longest name, in letters, {MAX_LENGTH_RANGE[0]} to {MAX_LENGTH_RANGE[1]} (default: 20)")
+    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, help=f"longest name, in letters, "
+                        f"{MAX_LENGTH_RANGE[0]} to {MAX_LENGTH_RANGE[1]} (default: {DEFAULT_MAX_LENGTH})")
     parser.add_argument("--checkpoint", default=str(GENERATOR_PATH), help="generator checkpoint "
                         "(default: checkpoints/generator.pt beside this script)")
     args = parser.parse_args(argv)
-    if not MAX_LENGTH_RANGE[0] <= args.max_length <= MAX_LENGTH_RANGE[1]:
-        parser.error(f"--max-length must be between {MAX_LENGTH_RANGE[0]} and {MAX_LENGTH_RANGE[1]}")
+    if args.greedy and args.beam:
+        parser.error("--greedy is --beam 1: give one of them")
     return args
 
 
@@ -41,11 +54,16 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         model, checkpoint = load_model(args.checkpoint, "generator")
-        request = sample_request(checkpoint["languages"], args.language, args.start_letters, args.n,
-                                 args.temperature, checkpoint["temperature"], args.seed)
-        names = invent(model, request.language, request.starts, request.temperature, args.greedy,
-                       args.max_length, request.seed)
-        print("\n".join(names))
+        request = sample_request(checkpoint["languages"], args.language, args.start_letters, args.prefix, args.n,
+                                 args.temperature, checkpoint["temperature"], args.top_k, args.seed,
+                                 1 if args.greedy else args.beam, args.novel, args.max_length)
+        answer = invented(model, checkpoint, request)
+        if request.beam:
+            print("\n".join(f"({log_prob:.2f}) {name}" for log_prob, name in answer["names"]))
+        else:
+            print("\n".join(answer["names"]))
+        if "note" in answer:
+            print(f"note: {answer['note']}", file=sys.stderr)
         return 0
 
     return run_script(body)

@@ -4,7 +4,7 @@
     python server.py --port 0        # any free port; the address is printed
 
 GET /<name>                          languages for a surname, best first (?n=1..languages), and "sure"
-GET /sample/<Language>               invented names (?start=RUS&n=5&temperature=0.8&seed=1)
+GET /sample/<Language>               invented names (?start=RUS&n=5&temperature=0.8&seed=1, ?prefix=, &beam=)
 GET /api/languages, /api/limits      what the service knows, and the limits on what it is asked
 GET /api/health                      whether it is up
 GET /                                a page to try both in a browser (JSON description for API clients)
@@ -25,9 +25,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import torch
 
-from answers import NearestNames, answer, explanations, in_range, run_script, sample_request
-from data import DATA_DIR, DEFAULT_TOP, MAX_SAMPLES, ArgumentParser, DataError, limits, load_dataset, usable_name
-from model import CLASSIFIER_PATH, GENERATOR_PATH, CheckpointError, classify, invent, load_model
+from answers import NearestNames, answer, explanations, in_range, invented, run_script, sample_request
+from data import (DATA_DIR, DEFAULT_TOP, MAX_BEAM, MAX_SAMPLES, ArgumentParser, DataError, limits, load_dataset,
+                  usable_name)
+from model import CLASSIFIER_PATH, GENERATOR_PATH, CheckpointError, classify, load_model
 
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 SOCKET_TIMEOUT = 10  # seconds a stalled client may hold its connection
@@ -36,8 +37,9 @@ MAX_REQUEST_BODY = 64 * 1024  # a GET body up to this is read and ignored; a lar
 ENDPOINTS = {
     "GET /<name>": f"languages for a surname, best first; ?n=1..number of languages (default {DEFAULT_TOP}); "
                    "\"sure\" says whether the top one can be trusted; ?explain=1 adds letter scores and similar names",
-    "GET /sample/<Language>": f"invented names; ?start=RUS (one per letter) or ?n=1..{MAX_SAMPLES}, "
-                              "&temperature=, &seed=, &greedy=1",
+    "GET /sample/<Language>": f"invented names; ?start=RUS (one per letter) or ?n=1..{MAX_SAMPLES}, ?prefix=Iva, "
+                              "&temperature=, &top_k=, &seed=, &novel=1 (only names new to the data set), "
+                              f"&beam=1..{MAX_BEAM} (the likeliest names, [log-probability, name]), &greedy=1",
     "GET /api/languages": "the languages both models know",
     "GET /api/limits": "the limits on names, counts, temperature and seed",
     "GET /api/health": "status of the service",
@@ -99,6 +101,7 @@ class Service:
         self.temperature: float = generator_checkpoint["temperature"]
         self.batcher = Batcher(classifier)
         self.classifier = classifier
+        self.generator_checkpoint = generator_checkpoint
         self.generator_lock = threading.Lock()
         try:  # built once, here: a pass over the training names (see bench.py for its cost)
             data_dir = classifier_checkpoint.get("settings", {}).get("data_dir", DATA_DIR)
@@ -125,18 +128,20 @@ class Service:
         return record
 
     def sample(self, raw_language: str, query: dict[str, list[str]]) -> dict:
-        start = single(query, "start", "")
-        count, temperature, seed = number(query, "n"), number(query, "temperature", float), number(query, "seed")
-        greedy = single(query, "greedy", "0").lower() in ("1", "true", "yes")
+        flags = {key: single(query, key, "0") for key in ("greedy", "novel")}
+        if any(value not in ("0", "1") for value in flags.values()):
+            raise HTTPError(HTTPStatus.BAD_REQUEST, "greedy and novel must be 0 or 1")
+        beam = 1 if flags["greedy"] == "1" else number(query, "beam")
         try:
-            request = sample_request(self.languages, raw_language, start, count, temperature, self.temperature, seed)
+            request = sample_request(self.languages, raw_language, single(query, "start", ""),
+                                     single(query, "prefix", ""), number(query, "n"),
+                                     number(query, "temperature", float), self.temperature, number(query, "top_k"),
+                                     number(query, "seed"), beam, flags["novel"] == "1")
         except DataError as error:
             status = HTTPStatus.NOT_FOUND if str(error).startswith("unknown language") else HTTPStatus.BAD_REQUEST
             raise HTTPError(status, str(error)) from None
         with self.generator_lock:
-            names = invent(self.generator, request.language, request.starts, request.temperature, greedy,
-                           seed=request.seed)
-        return {"language": self.languages[request.language], "names": names}
+            return invented(self.generator, self.generator_checkpoint, request)
 
 
 def single(query: dict[str, list[str]], key: str, default: str) -> str:

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, SPLIT_RULE, ArgumentParser, DataError, Dataset, fold,
-                  in_split, load_dataset, load_real_names)
+                  in_split, learn_casing, load_dataset, load_real_names)
 from evaluate import (NaiveBayes, case_agreement, choose_temperature, evaluate_classifier, fit_temperature,
                       generator_nll, headline, language_table, reliability, sure_threshold)
-from model import (CHECKPOINT_DIR, N_TOKENS, CheckpointError, Classifier, Generator, generator_batch, load_model,
-                   sample, save_checkpoint)
+from model import (CHECKPOINT_DIR, N_TOKENS, CheckpointError, Classifier, Generator, generator_batch, invent,
+                   load_model, save_checkpoint)
 from plots import plot_confusion, plot_losses, plot_reliability
 
 # Settings, gathered in one place; every one has a command-line flag of the same name.
@@ -308,10 +308,12 @@ def run_generator(dataset: Dataset, args: argparse.Namespace, out: Path, classif
     print(f"training the generator: {settings}")
     model, history = train_generator(dataset, settings, args.seed, DRY_RUN_STEPS if args.dry_run else None)
     test_nll = generator_nll(model, dataset.split("test"))
+    test_nll_all = generator_nll(model, dataset.split("test"), first_letter_given=False)
     print(f"generator trained in {history['seconds']:.1f} s ({history['steps']} steps, "
           f"best epoch {history['best_epoch']})")
-    print(f"test split NLL: {test_nll:.3f} nats per character (first letter given; "
-          f"uniform guessing: {math.log(N_TOKENS - 1):.3f})")
+    print(f"test split NLL: {test_nll:.3f} nats per character with the first letter given, {test_nll_all:.3f} "
+          f"with it scored too (uniform guessing: {math.log(N_TOKENS - 1):.3f})")
+    casing = learn_casing(dataset)
     if classifier is None:
         try:
             classifier, checkpoint = load_model(out / "classifier.pt", "classifier")
@@ -323,7 +325,7 @@ def run_generator(dataset: Dataset, args: argparse.Namespace, out: Path, classif
         temperature, table, bar = FALLBACK_TEMPERATURE, [], math.nan
         print(f"no classifier for these languages to choose a temperature: using {temperature}")
     else:
-        temperature, table, bar = choose_temperature(model, classifier, dataset)
+        temperature, table, bar = choose_temperature(model, classifier, dataset, casing)
         print(f"default sampling temperature: {temperature:.1f}")
     save_checkpoint({
         "kind": "generator",
@@ -331,16 +333,16 @@ def run_generator(dataset: Dataset, args: argparse.Namespace, out: Path, classif
         "state_dict": model.state_dict(),
         "alphabet": ALPHABET, "languages": dataset.languages, "split_rule": SPLIT_RULE,
         "settings": run_settings(settings, args),
-        "metrics": {"test_nll": test_nll, "validation_nll": min(nll for _, nll in history["validation"])
-                    if history["validation"] else math.nan},
+        "metrics": {"test_nll": test_nll, "test_nll_first_letter_scored": test_nll_all,
+                    "validation_nll": min((nll for _, nll in history["validation"]), default=math.nan)},
         "temperature": temperature, "temperature_table": table, "temperature_bar": bar,
+        "casing": casing, "known_names": sorted({fold(name) for name, _ in dataset.pairs}),
         "seconds": history["seconds"],
     }, out / "generator.pt")
     plot_losses(history, out / "generator_loss.png", "Generator loss (NLL per character)")
     print(f"saved {out / 'generator.pt'}, {out / 'generator_loss.png'}")
-    rng = torch.Generator().manual_seed(args.seed)
     for index, language in enumerate(dataset.languages):
-        names = [name for name, _ in sample(model, index, [None] * 4, temperature, rng=rng)]
+        names = invent(model, index, [""] * 4, temperature, casing[language], seed=args.seed)
         print(f"  {language}: {', '.join(names)}")
 
 

@@ -202,9 +202,37 @@ def test_sample_one_name_per_start_letter(trained):
     again = run("sample.py", "--checkpoint", generator, "Russian", "RUS", "--seed", "1", "--max-length", "12")
     assert again.stdout == result.stdout
     greedy = run("sample.py", "--checkpoint", generator, "Russian", "rrr", "--greedy").stdout.splitlines()
-    assert len(greedy) == 3 and len(set(greedy)) == 1 and greedy[0][0] == "R"
+    assert len(greedy) == 1 and BEAM_LINE.match(greedy[0]).group(2)[0] == "R"  # one greedy name per distinct letter
+    assert greedy == run("sample.py", "--checkpoint", generator, "Russian", "R", "--beam", "1").stdout.splitlines()
     free = run("sample.py", "--checkpoint", generator, "Japanese", "-n", "4", "--seed", "2").stdout.splitlines()
     assert len(free) == 4 and all(n[0].isupper() for n in free)
+    shouted = run("sample.py", "--checkpoint", generator, "RUSSIAN", "rus", "--seed", "1", "--max-length", "12")
+    assert shouted.stdout == result.stdout  # any letter case in, the same names out
+
+
+BEAM_LINE = re.compile(r"^\((-\d+\.\d\d)\) (\S.*)$")
+
+
+def test_sample_prefix_novel_beam_and_top_k(trained):
+    generator = str(trained / "generator.pt")
+    prefixed = run("sample.py", "--checkpoint", generator, "Russian", "--prefix", "iVA", "-n", "4", "--seed", "3")
+    assert prefixed.returncode == 0, prefixed.stderr
+    names = prefixed.stdout.splitlines()
+    assert len(names) == 4 and all(name.startswith("Iva") for name in names)
+    assert names == run("sample.py", "--checkpoint", generator, "Russian", "--prefix", "Iva", "-n", "4", "--seed",
+                        "3").stdout.splitlines()
+    known = {fold(name) for name, _ in load_dataset().pairs}
+    novel = run("sample.py", "--checkpoint", generator, "Italian", "-n", "20", "--novel", "--seed", "4")
+    assert novel.returncode == 0 and novel.stdout.splitlines()
+    assert not {fold(name) for name in novel.stdout.splitlines()} & known
+    beam = run("sample.py", "--checkpoint", generator, "Irish", "O", "--beam", "4").stdout.splitlines()
+    scores = [float(BEAM_LINE.match(line).group(1)) for line in beam]
+    names = [BEAM_LINE.match(line).group(2) for line in beam]
+    assert len(beam) == 4 and scores == sorted(scores, reverse=True) and len(set(names)) == 4
+    assert all(name.startswith("O") for name in names)
+    greedy = BEAM_LINE.match(run("sample.py", "--checkpoint", generator, "Irish", "O", "--greedy").stdout).group(2)
+    top_one = run("sample.py", "--checkpoint", generator, "Irish", "OOO", "--top-k", "1", "--seed", "5")
+    assert top_one.stdout.splitlines() == [greedy] * 3  # drawing from the likeliest letter alone is greedy decoding
 
 
 def test_sample_errors(trained, tmp_path):
@@ -215,8 +243,11 @@ def test_sample_errors(trained, tmp_path):
     assert bad_letter.returncode == 2 and bad_letter.stderr.count("\n") == 1
     missing = run("sample.py", "--checkpoint", str(tmp_path / "none.pt"), "Russian")
     assert missing.returncode == 1 and "python train.py" in missing.stderr
-    bad_temperature = run("sample.py", "--checkpoint", generator, "Russian", "--temperature", "0")
-    assert bad_temperature.returncode == 2 and bad_temperature.stderr.count("\n") == 1
+    for flags in (["--temperature", "0"], ["--temperature", "1e-320"], ["--seed", str(2**64)], ["--prefix", "Iv4"],
+                  ["--prefix", "Iva", "RUS"], ["--beam", "0"], ["--top-k", "-1"], ["-n", "0"], ["--prefix", "a" * 21],
+                  ["--greedy", "--beam", "2"]):
+        bad = run("sample.py", "--checkpoint", generator, "Russian", *flags)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr, flags
 
 
 def test_default_paths_are_beside_the_code_and_given_paths_beside_the_user(tmp_path):

@@ -1,10 +1,11 @@
+import string
 
 import pytest
 import torch
 
 from answers import NearestNames, answer, explanations
-from data import ALPHABET, Dataset
-from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, RNNCell, classify,
+from data import ALPHABET, Dataset, case_pattern, learn_casing, write_as_data_set
+from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, RNNCell, classify, beam_search,
                    generator_batch, invent, load_checkpoint, load_model, sample, save_checkpoint)
 
 NAMES = ["Li", "Hinton", "Abramovich-Smith", "O'Neil", "Nakamura", "Xu", "de la Cruz"]
@@ -32,7 +33,7 @@ def test_the_classifier_reads_the_whole_name_in_both_directions():
 
 def test_generator_batch_targets():
     inputs, targets = generator_batch(["Ab", "Abc"])
-    a, b, c = (ALPHABET.index(x) for x in "Abc")
+    a, b, c = (ALPHABET.index(x) for x in "abc")  # folded: the generator learns one letter case
     assert inputs.tolist() == [[SOS, a, b, 0], [SOS, a, b, c]]
     assert targets.tolist() == [[a, b, EOS, -100], [a, b, c, EOS]]
 
@@ -54,25 +55,74 @@ def make_generator():
     return Generator(N_TOKENS, 4, hidden_size=16).eval()
 
 
-def test_sampling_is_deterministic_with_a_seed_and_respects_start_and_length():
+def test_sampling_is_deterministic_with_a_seed_and_respects_prefix_and_length():
     model = make_generator()
-    starts = ["R", "U", "S", None, None]
-    first = sample(model, 2, starts, 1.0, max_length=7, rng=torch.Generator().manual_seed(5))
-    again = sample(model, 2, starts, 1.0, max_length=7, rng=torch.Generator().manual_seed(5))
+    prefixes = ["r", "u", "S", "", "", "iva", "O'N"]
+    first = sample(model, 2, prefixes, 1.0, max_length=7, rng=torch.Generator().manual_seed(5))
+    again = sample(model, 2, prefixes, 1.0, max_length=7, rng=torch.Generator().manual_seed(5))
     assert first == again
-    for (name, _), start in zip(first, starts):
+    for (name, _), prefix in zip(first, prefixes):
         assert 1 <= len(name) <= 7
-        assert start is None or name.startswith(start)
-        assert all(c in ALPHABET for c in name)
-    assert invent(model, 0, ["R", "R"], 1.0, seed=3) == invent(model, 0, ["R", "R"], 1.0, seed=3)
+        assert name.startswith(prefix.lower())  # folded: the generator writes no capitals itself
+        assert all(c in ALPHABET and not c.isupper() for c in name)
+    assert invent(model, 0, ["r", "r"], 1.0, seed=3) == invent(model, 0, ["r", "r"], 1.0, seed=3)
 
 
-def test_invent_avoids_repeats_unless_greedy():
+def test_invent_avoids_repeats_and_writes_names_as_the_data_set_does():
     model = make_generator()
-    names = invent(model, 1, ["R"] * 4, 1.5, seed=0)
+    names = invent(model, 1, ["r"] * 4, 1.5, capital_after="'", seed=0)
     assert len(set(names)) == 4 and all(n.startswith("R") for n in names)
-    greedy = invent(model, 1, ["R"] * 3, 1.0, greedy=True)
-    assert len(set(greedy)) == 1
+    for name in invent(model, 1, ["o'"] * 5, 1.5, capital_after="'", seed=1):
+        assert name.startswith("O'")
+        assert all(c.isupper() == (i == 0 or name[i - 1] == "'") for i, c in enumerate(name) if c.isalpha())
+
+
+def test_novel_names_avoid_the_known_ones_and_come_back_fewer_when_there_are_none():
+    model = make_generator()
+    plenty = invent(model, 0, [""] * 5, 1.0, seed=0)
+    avoid = {plenty[0].lower(), plenty[1].lower()}
+    novel = invent(model, 0, [""] * 5, 1.0, seed=0, avoid=avoid)
+    assert len(novel) == 5 and not {name.lower() for name in novel} & avoid
+    every_one_letter_name = set(ALPHABET.lower())
+    assert invent(model, 0, [""] * 3, 1.0, max_length=1, seed=0, avoid=every_one_letter_name) == []
+
+
+@pytest.mark.parametrize("language", range(4))
+def test_a_beam_of_five_never_does_worse_than_greedy(language):
+    model = make_generator()
+    for letter in string.ascii_lowercase:
+        beam = beam_search(model, language, letter, 5)
+        greedy = beam_search(model, language, letter, 1)
+        assert len(beam) == 5 and len({name for name, _ in beam}) == 5
+        assert [score for _, score in beam] == sorted((score for _, score in beam), reverse=True)
+        assert all(name.startswith(letter) for name, _ in beam)
+        assert beam[0][1] >= greedy[0][1] - 1e-5  # the same name may be scored in batches of 1 and 5
+
+
+def test_beam_log_probabilities_are_the_models_own():
+    model = make_generator()
+    for name, score in beam_search(model, 2, "ab", 3) + beam_search(model, 1, "", 3):
+        inputs, targets = generator_batch([name])
+        with torch.no_grad():
+            log_probs = model(torch.tensor([2 if name.startswith("ab") else 1]), inputs)[0]
+        given = 2 if name.startswith("ab") else 0  # prefix letters are given, not scored
+        picked = log_probs[torch.arange(len(name) + 1), targets[0]][given:]
+        assert score == pytest.approx(float(picked.sum()), abs=1e-4)
+
+
+def test_top_k_of_one_is_greedy():
+    model = make_generator()
+    drawn = sample(model, 3, ["k"] * 3, 1.0, top_k=1, rng=torch.Generator().manual_seed(0))
+    assert {name for name, _ in drawn} == {beam_search(model, 3, "k", 1)[0][0]}
+
+
+def test_casing_is_learnt_from_how_the_data_set_writes_each_language():
+    dataset = Dataset(["Irish", "French"], [("O'Neil", 0), ("O'Brien", 0), ("D'arcy", 1), ("De la fontaine", 1)])
+    casing = learn_casing(dataset)
+    assert casing == {"Irish": "'", "French": ""}
+    assert write_as_data_set("o'neil", casing["Irish"]) == "O'Neil"
+    assert write_as_data_set("de la cruz", casing["French"]) == "De la cruz"
+    assert case_pattern("O'Neil") == "X'Xxxx"
 
 
 def test_the_hand_built_gru_cell_equals_torch_gru_cell():
