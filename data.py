@@ -184,11 +184,19 @@ def encode(name: str) -> list[int]:
 
 def pad_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Letter indices padded with 0 to the longest name, and each name's length."""
-    lengths = torch.tensor([len(n) for n in names], dtype=torch.long)
-    letters = torch.zeros(len(names), int(lengths.max()) if names else 0, dtype=torch.long)
-    for row, name in enumerate(names):
-        letters[row, : len(name)] = torch.tensor(encode(name), dtype=torch.long)
-    return letters, lengths
+    return pad_rows([encode(name) for name in names], 0)
+
+
+def pad_rows(rows: list[list[int]], padding: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of indices as one (B, longest) tensor filled out with padding, and each row's length.
+
+    One tensor from one flat list: a tensor per row costs more than the rows themselves.
+    """
+    lengths = torch.tensor([len(row) for row in rows], dtype=torch.long)
+    padded = torch.full((len(rows), int(lengths.max()) if rows else 0), padding, dtype=torch.long)
+    padded[torch.arange(padded.shape[1]) < lengths[:, None]] = torch.tensor(
+        [index for row in rows for index in row], dtype=torch.long)
+    return padded, lengths
 
 
 def load_real_names(languages: list[str], known: set[str]) -> list[tuple[str, int]]:

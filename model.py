@@ -14,6 +14,7 @@ How this differs from the PyTorch tutorials it follows:
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
@@ -24,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data import ALPHABET, LETTER_INDEX, encode, fold, pad_batch, write_as_data_set
+from data import ALPHABET, LETTER_INDEX, encode, fold, pad_batch, pad_rows, write_as_data_set
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 CLASSIFIER_PATH = CHECKPOINT_DIR / "classifier.pt"
@@ -124,8 +125,10 @@ class RNNCell(nn.Module):
         super().__init__()
         self.h2h = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(x + self.h2h(h))
+    def forward(self, x: torch.Tensor, h: torch.Tensor, live: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, H) the input's projection, h (B, H); rows where live (B, 1) is False keep h."""
+        new = torch.tanh(x + self.h2h(h))
+        return new if live is None else torch.where(live, new, h)
 
 
 class GRUCell(nn.Module):
@@ -140,13 +143,18 @@ class GRUCell(nn.Module):
         super().__init__()
         self.h2h = nn.Linear(hidden_size, 3 * hidden_size)
 
-    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, h: torch.Tensor, live: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, 3H) the input's projections for the reset, update and candidate parts; h (B, H).
+
+        Rows where live (B, 1) is False keep h: names that have ended.
+        """
         x_r, x_z, x_n = x.chunk(3, dim=-1)
         h_r, h_z, h_n = self.h2h(h).chunk(3, dim=-1)
         reset = torch.sigmoid(x_r + h_r)
         update = torch.sigmoid(x_z + h_z)
         candidate = torch.tanh(x_n + reset * h_n)
-        return candidate + update * (h - candidate)
+        new = candidate + update * (h - candidate)
+        return new if live is None else torch.where(live, new, h)
 
 
 CELLS = {"rnn": RNNCell, "gru": GRUCell}
@@ -196,10 +204,7 @@ class Classifier(nn.Module):
         letters, lengths = pad_batch(folded)
         if not self.ngram_buckets:
             return letters, lengths
-        ids = [ngram_ids(name, self.ngram_buckets) for name in folded]
-        grams = torch.full((len(ids), max(map(len, ids), default=0)), self.ngram_buckets, dtype=torch.long)
-        for row, name_ids in enumerate(ids):
-            grams[row, :len(name_ids)] = torch.tensor(name_ids, dtype=torch.long)
+        grams, _ = pad_rows([ngram_ids(name, self.ngram_buckets) for name in folded], self.ngram_buckets)
         return letters, lengths, grams
 
     def forward(self, letters: torch.Tensor, lengths: torch.Tensor,
@@ -225,11 +230,12 @@ class Classifier(nn.Module):
             if shown is not None:
                 inputs = inputs * (reverse_padded(shown, lengths) if backwards else shown)[..., None]
             h = inputs.new_zeros(letters.shape[0], self.hidden_size)  # (B, H)
-            for t in range(letters.shape[1]):
+            # unbind once: slicing inputs[:, t] at every step would make backward zero-fill (B, T, W*H) each time
+            for t, step in enumerate(inputs.unbind(1)):
                 if t < shortest:  # every name still reading: no mask needed
-                    h = cell(inputs[:, t], h)
+                    h = cell(step, h)
                 else:  # names that have ended keep their final state
-                    h = torch.where((t < lengths)[:, None], cell(inputs[:, t], h), h)
+                    h = cell(step, h, (t < lengths)[:, None])
             finals.append(h)
         return torch.cat(finals, dim=1)
 
@@ -271,9 +277,9 @@ class Generator(nn.Module):
         first_guess = (self.i2o_letter(tokens) + self.i2o_language(language)[:, None])  # (B, T, N)
         h = inputs.new_zeros(tokens.shape[0], self.hidden_size)  # (B, H)
         states, previous = [], []
-        for t in range(tokens.shape[1]):
+        for step in inputs.unbind(1):  # once, not inputs[:, t]: see Classifier.state
             previous.append(h)
-            h = self.cell(inputs[:, t], h)
+            h = self.cell(step, h)
             states.append(h)
         states_t = torch.stack(states, dim=1)  # (B, T, H): the state after each token
         first_guess = first_guess + self.i2o_hidden(torch.stack(previous, dim=1))  # from the state before it
@@ -284,14 +290,16 @@ class Generator(nn.Module):
         return torch.zeros(batch, self.hidden_size)
 
 
-def ngram_ids(name: str, buckets: int) -> list[int]:
+@functools.lru_cache(maxsize=2**17)
+def ngram_ids(name: str, buckets: int) -> tuple[int, ...]:
     """Hashed ids of a name's 1- to 4-letter pieces, its start and end marked: `^h`, `ton$`.
 
-    crc32, not hash(), so that ids are the same in every process.
+    crc32, not hash(), so that ids are the same in every process. Cached: training
+    reads the same names every epoch, and name lists repeat names.
     """
     marked = f"^{name}$"
-    return [zlib.crc32(marked[i:i + n].encode("ascii")) % buckets
-            for n in range(1, 5) for i in range(len(marked) - n + 1)]
+    return tuple(zlib.crc32(marked[i:i + n].encode("ascii")) % buckets
+                 for n in range(1, 5) for i in range(len(marked) - n + 1))
 
 
 @torch.no_grad()

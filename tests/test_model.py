@@ -254,3 +254,33 @@ def test_a_training_name_is_nearest_to_itself():
         first = explanations(model, [name], known)[0]["nearest"][0]
         assert first[0] == name and first[2] == pytest.approx(1.0, abs=1e-4)
     assert all(len(e["nearest"]) == 3 for e in explanations(model, ["Hinton", "Qqq"], known))
+
+
+@pytest.mark.parametrize("cell_type", [GRUCell, RNNCell])
+def test_a_finished_names_state_passes_through_a_step_untouched(cell_type):
+    torch.manual_seed(0)
+    cell = cell_type(4)
+    x, h = torch.randn(3, cell_type.input_width * 4), torch.randn(3, 4)
+    live = torch.tensor([[True], [False], [True]])
+    stepped = cell(x, h, live)
+    torch.testing.assert_close(stepped[1], h[1])
+    torch.testing.assert_close(stepped[[0, 2]], cell(x, h)[[0, 2]])
+
+
+def test_the_hand_built_gru_matches_torch_gru_cell_in_gradients_too():
+    torch.manual_seed(0)
+    reference = torch.nn.GRUCell(5, 6)
+    cell = GRUCell(6)
+    with torch.no_grad():
+        cell.h2h.weight.copy_(reference.weight_hh)
+        cell.h2h.bias.copy_(reference.bias_hh)
+    x, h = torch.randn(4, 5), torch.randn(4, 6, requires_grad=True)
+    ours = cell(x @ reference.weight_ih.T + reference.bias_ih, h)
+    theirs = reference(x, h)
+    torch.testing.assert_close(ours, theirs)
+    (ours * torch.arange(6.0)).sum().backward()
+    ours_grad = (h.grad.clone(), cell.h2h.weight.grad.clone())
+    h.grad = None
+    (theirs * torch.arange(6.0)).sum().backward()
+    torch.testing.assert_close(ours_grad[0], h.grad)
+    torch.testing.assert_close(ours_grad[1], reference.weight_hh.grad)
