@@ -322,10 +322,10 @@ def run_generator(dataset: Dataset, args: argparse.Namespace, out: Path, classif
         except CheckpointError:
             pass
     if classifier is None:
-        temperature, table, bar = FALLBACK_TEMPERATURE, [], math.nan
+        temperature, table = FALLBACK_TEMPERATURE, []
         print(f"no classifier for these languages to choose a temperature: using {temperature}")
     else:
-        temperature, table, bar = choose_temperature(model, classifier, dataset, casing)
+        temperature, table = choose_temperature(model, classifier, dataset, casing)
         print(f"default sampling temperature: {temperature:.1f}")
     save_checkpoint({
         "kind": "generator",
@@ -335,7 +335,7 @@ def run_generator(dataset: Dataset, args: argparse.Namespace, out: Path, classif
         "settings": run_settings(settings, args),
         "metrics": {"test_nll": test_nll, "test_nll_first_letter_scored": test_nll_all,
                     "validation_nll": min((nll for _, nll in history["validation"]), default=math.nan)},
-        "temperature": temperature, "temperature_table": table, "temperature_bar": bar,
+        "temperature": temperature, "temperature_table": table,
         "casing": casing, "known_names": sorted({fold(name) for name, _ in dataset.pairs}),
         "seconds": history["seconds"],
     }, out / "generator.pt")

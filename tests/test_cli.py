@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from data import fold, in_split, load_dataset, load_real_names
-from evaluate import case_agreement, generator_nll
+from evaluate import DISTINCT_SHARE, NOVEL_SHARE, case_agreement, generator_nll
 from helpers import ROOT, run
 from model import CLASSIFIER_PATH, GENERATOR_PATH, N_TOKENS, load_checkpoint, load_model
 from train import fit
@@ -27,11 +27,11 @@ def test_training_writes_checkpoints_and_plots(trained):
     assert checkpoint["languages"] == load_dataset().languages
     assert "crc32" in checkpoint["split_rule"]
     generator = load_checkpoint(trained / "generator.pt", "generator")
-    # the highest temperature tried whose samples are judged as asked as often as real validation names
-    recognisable = [row["temperature"] for row in generator["temperature_table"]
-                    if row["judged"] >= generator["temperature_bar"]]
-    assert len(generator["temperature_table"]) == 6
-    assert generator["temperature"] == (max(recognisable) if recognisable else 0.5)
+    # the lowest temperature tried whose samples are novel and distinct enough, else the highest tried
+    varied = [row["temperature"] for row in generator["temperature_table"]
+              if row["novel"] >= NOVEL_SHARE and row["distinct"] >= DISTINCT_SHARE]
+    assert [row["temperature"] for row in generator["temperature_table"]] == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert generator["temperature"] == (min(varied) if varied else 1.0)
 
 
 def test_a_tiny_classifier_beats_always_russian_on_validation(trained):
