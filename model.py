@@ -14,18 +14,16 @@ How this differs from the PyTorch tutorials it follows:
 """
 from __future__ import annotations
 
-import functools
 import math
 import os
 import tempfile
-import zlib
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data import ALPHABET, LETTER_INDEX, encode, fold, pad_batch, pad_rows, write_as_data_set
+from data import ALPHABET, LETTER_INDEX, encode, fold, pad_batch, write_as_data_set
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 CLASSIFIER_PATH = CHECKPOINT_DIR / "classifier.pt"
@@ -204,8 +202,7 @@ class Classifier(nn.Module):
         letters, lengths = pad_batch(folded)
         if not self.ngram_buckets:
             return letters, lengths
-        grams, _ = pad_rows([ngram_ids(name, self.ngram_buckets) for name in folded], self.ngram_buckets)
-        return letters, lengths, grams
+        return letters, lengths, ngram_ids(letters, lengths, self.ngram_buckets)
 
     def forward(self, letters: torch.Tensor, lengths: torch.Tensor,
                 grams: torch.Tensor | None = None) -> torch.Tensor:
@@ -290,16 +287,27 @@ class Generator(nn.Module):
         return torch.zeros(batch, self.hidden_size)
 
 
-@functools.lru_cache(maxsize=2**17)
-def ngram_ids(name: str, buckets: int) -> tuple[int, ...]:
-    """Hashed ids of a name's 1- to 4-letter pieces, its start and end marked: `^h`, `ton$`.
+def ngram_ids(letters: torch.Tensor, lengths: torch.Tensor, buckets: int) -> torch.Tensor:
+    """Hashed ids of every name's 1- to 4-letter pieces, start and end marked (`^h`, `ton$`): (B, G).
 
-    crc32, not hash(), so that ids are the same in every process. Cached: training
-    reads the same names every epoch, and name lists repeat names.
+    Each piece is a number in base 64 of its letter codes (unique per piece), spread
+    over the buckets by a multiplicative hash; pieces that run past a name's end get
+    the padding id `buckets`. Computed for the whole batch at once: hashing strings in
+    Python, piece by piece, cost more than the model itself.
     """
-    marked = f"^{name}$"
-    return tuple(zlib.crc32(marked[i:i + n].encode("ascii")) % buckets
-                 for n in range(1, 5) for i in range(len(marked) - n + 1))
+    batch, width = letters.shape
+    codes = torch.zeros(batch, width + 2, dtype=torch.long)  # 0 past the end
+    codes[:, 0] = len(ALPHABET) + 1  # start mark
+    codes[:, 1:width + 1] = torch.where(torch.arange(width) < lengths[:, None], letters + 1, 0)
+    codes[torch.arange(batch), lengths + 1] = len(ALPHABET) + 2  # end mark
+    pieces = []
+    for n in range(1, min(4, width + 2) + 1):
+        windows = codes.unfold(1, n, 1)  # (B, width + 3 - n, n)
+        value = (windows * 64 ** torch.arange(n)).sum(-1)
+        spread = (value * 2654435761) % 2**32 * buckets >> 32  # Knuth's multiplicative hash, high bits
+        fits = torch.arange(windows.shape[1]) + n <= lengths[:, None] + 2
+        pieces.append(torch.where(fits, spread, buckets))
+    return torch.cat(pieces, dim=1)
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from answers import NearestNames, answer, explanation_lines, explanations, run_script
+from answers import NearestNames, answers, explanation_lines, explanations, run_script
 from data import DATA_DIR, DEFAULT_TOP, ArgumentParser, DataError, load_dataset, usable_name
 from model import CLASSIFIER_PATH, classify, load_model
 
@@ -63,16 +63,16 @@ def answers_for(names: list[str], args: argparse.Namespace) -> dict[str, dict]:
         except DataError as error:
             records[name] = {"name": name, "error": str(error)}
     unique = list(dict.fromkeys(normalised.values()))
-    log_probs = dict(zip(unique, classify(model, unique))) if unique else {}
-    why = {}
-    if args.explain and unique:  # the index costs a pass over the training names: only when asked
+    if not unique:
+        return records
+    found = dict(zip(unique, answers(unique, unique, classify(model, unique), checkpoint["languages"], args.top,
+                                     checkpoint["sure_threshold"])))
+    if args.explain:  # the index costs a pass over the training names: only when asked
         data_dir = checkpoint.get("settings", {}).get("data_dir", DATA_DIR)
-        why = dict(zip(unique, explanations(model, unique, NearestNames(model, load_dataset(data_dir)))))
+        for clean, why in zip(unique, explanations(model, unique, NearestNames(model, load_dataset(data_dir)))):
+            found[clean]["explain"] = why
     for name, clean in normalised.items():
-        records[name] = answer(name, clean, log_probs[clean], checkpoint["languages"], args.top,
-                               checkpoint["sure_threshold"])
-        if args.explain:
-            records[name]["explain"] = why[clean]
+        records[name] = {**found[clean], "name": name}
     return records
 
 

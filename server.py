@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import torch
 
-from answers import NearestNames, answer, explanations, in_range, invented, run_script, sample_request
+from answers import NearestNames, answers, explanations, in_range, invented, run_script, sample_request
 from data import (DATA_DIR, DEFAULT_TOP, MAX_BEAM, MAX_SAMPLES, ArgumentParser, DataError, limits, load_dataset,
                   usable_name)
 from model import CLASSIFIER_PATH, GENERATOR_PATH, CheckpointError, classify, load_model
@@ -120,7 +120,7 @@ class Service:
         explain = single(query, "explain", "0")
         if explain not in ("0", "1"):
             raise HTTPError(HTTPStatus.BAD_REQUEST, "explain must be 0 or 1")
-        record = answer(raw_name, name, self.batcher.classify(name), self.languages, top, self.sure_from)
+        record = answers([raw_name], [name], self.batcher.classify(name)[None], self.languages, top, self.sure_from)[0]
         if explain == "1":
             if self.known is None:
                 raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, self.known_error)

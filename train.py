@@ -262,11 +262,8 @@ def run_classifier(dataset: Dataset, real: list[tuple[str, int]], args: argparse
     validation = evaluate_classifier(model, dataset.split("validation"), len(dataset.languages),
                                      calibration["sure_threshold"])
     save_checkpoint({
-        "kind": "classifier",
-        "model_args": classifier_args(settings, len(dataset.languages)),
-        "state_dict": model.state_dict(),
-        "alphabet": ALPHABET, "languages": dataset.languages, "split_rule": SPLIT_RULE,
-        "settings": run_settings(settings, args),
+        **checkpoint_head("classifier", classifier_args(settings, len(dataset.languages)), model, dataset,
+                          settings, args),
         "sure_threshold": calibration["sure_threshold"], "calibration": calibration,
         "metrics": {"validation": headline(validation), **{key: headline(m) for key, m in results.items()}},
         "confusion": results["test"]["confusion"] if "test" in results else [], "seconds": history["seconds"],
@@ -328,11 +325,8 @@ def run_generator(dataset: Dataset, args: argparse.Namespace, out: Path, classif
         temperature, table = choose_temperature(model, classifier, dataset, casing)
         print(f"default sampling temperature: {temperature:.1f}")
     save_checkpoint({
-        "kind": "generator",
-        "model_args": generator_args(settings, len(dataset.languages)),
-        "state_dict": model.state_dict(),
-        "alphabet": ALPHABET, "languages": dataset.languages, "split_rule": SPLIT_RULE,
-        "settings": run_settings(settings, args),
+        **checkpoint_head("generator", generator_args(settings, len(dataset.languages)), model, dataset,
+                          settings, args),
         "metrics": {"test_nll": test_nll, "test_nll_first_letter_scored": test_nll_all,
                     "validation_nll": min((nll for _, nll in history["validation"]), default=math.nan)},
         "temperature": temperature, "temperature_table": table,
@@ -393,9 +387,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run_settings(settings: dict, args: argparse.Namespace) -> dict:
-    """What a checkpoint records of how it was made; the data folder absolute, so it is found from anywhere."""
-    return {**settings, "seed": args.seed, "data_dir": str(Path(args.data_dir).resolve()), "dry_run": args.dry_run}
+def checkpoint_head(kind: str, model_args: dict, model: torch.nn.Module, dataset: Dataset, settings: dict,
+                    args: argparse.Namespace) -> dict:
+    """What every checkpoint holds: enough to rebuild the model and check it fits this code.
+
+    The data folder is stored absolute, so that it is found from anywhere.
+    """
+    return {"kind": kind, "model_args": model_args, "state_dict": model.state_dict(), "alphabet": ALPHABET,
+            "languages": dataset.languages, "split_rule": SPLIT_RULE,
+            "settings": {**settings, "seed": args.seed, "data_dir": str(Path(args.data_dir).resolve()),
+                         "dry_run": args.dry_run}}
 
 
 def settings_for(defaults: dict, args: argparse.Namespace) -> dict:

@@ -3,10 +3,10 @@ import string
 import pytest
 import torch
 
-from answers import NearestNames, answer, explanations
-from data import ALPHABET, Dataset, case_pattern, learn_casing, write_as_data_set
+from answers import NearestNames, answers, explanations
+from data import ALPHABET, Dataset, pad_batch, case_pattern, learn_casing, write_as_data_set
 from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, RNNCell, classify, beam_search,
-                   generator_batch, invent, load_checkpoint, load_model, sample, save_checkpoint)
+                   generator_batch, invent, ngram_ids, load_checkpoint, load_model, sample, save_checkpoint)
 
 NAMES = ["Li", "Hinton", "Abramovich-Smith", "O'Neil", "Nakamura", "Xu", "de la Cruz"]
 
@@ -125,18 +125,6 @@ def test_casing_is_learnt_from_how_the_data_set_writes_each_language():
     assert case_pattern("O'Neil") == "X'Xxxx"
 
 
-def test_the_hand_built_gru_cell_equals_torch_gru_cell():
-    torch.manual_seed(0)
-    reference = torch.nn.GRUCell(5, 7)
-    cell = GRUCell(7)
-    with torch.no_grad():
-        cell.h2h.weight.copy_(reference.weight_hh)
-        cell.h2h.bias.copy_(reference.bias_hh)
-    x, h = torch.randn(4, 5), torch.randn(4, 7)
-    projected = x @ reference.weight_ih.T + reference.bias_ih  # what the input rows hold for a letter
-    torch.testing.assert_close(cell(projected, h), reference(x, h))
-
-
 def test_the_tanh_cell_is_the_tutorials_recurrence():
     torch.manual_seed(0)
     cell = RNNCell(6)
@@ -152,14 +140,15 @@ def test_the_classifier_reads_any_letter_case_alike():
         assert torch.equal(variants, variants[:1].expand_as(variants))
 
 
-def test_answer_best_first_with_the_sure_flag():
-    log_probs = torch.log_softmax(torch.tensor([0.0, 2.0, 1.0]), dim=0)
-    record = answer("b?", "b", log_probs, ["a", "b", "c"], 2, sure_from=0.5)
-    assert [language for _, language in record["result"]] == ["b", "c"]
-    assert record["result"][0][0] == pytest.approx(float(log_probs[1]), abs=1e-4)
-    assert record["sure"] is True  # p(b) = 0.665
-    assert answer("b", "b", log_probs, ["a", "b", "c"], 2, sure_from=0.7)["sure"] is False
-    assert len(answer("b", "b", log_probs, ["a", "b", "c"], 10, sure_from=0.5)["result"]) == 3
+def test_answers_best_first_with_the_sure_flag():
+    log_probs = torch.log_softmax(torch.tensor([[0.0, 2.0, 1.0], [3.0, 0.0, 0.0]]), dim=1)
+    first, second = answers(["b?", "a"], ["b", "a"], log_probs, ["a", "b", "c"], 2, sure_from=0.7)
+    assert first["name"] == "b?" and first["normalised"] == "b"
+    assert [language for _, language in first["result"]] == ["b", "c"]
+    assert first["result"][0][0] == pytest.approx(float(log_probs[0, 1]), abs=1e-4)
+    assert first["sure"] is False and second["sure"] is True  # p(b) = 0.665, p(a) = 0.910
+    assert [len(record["result"]) for record in answers(["b", "a"], ["b", "a"], log_probs, ["a", "b", "c"], 10,
+                                                         0.5)] == [3, 3]
 
 
 def classifier_checkpoint(model: Classifier, args: dict, **changes) -> dict:
@@ -267,7 +256,7 @@ def test_a_finished_names_state_passes_through_a_step_untouched(cell_type):
     torch.testing.assert_close(stepped[[0, 2]], cell(x, h)[[0, 2]])
 
 
-def test_the_hand_built_gru_matches_torch_gru_cell_in_gradients_too():
+def test_the_hand_built_gru_cell_equals_torch_gru_cell_in_values_and_gradients():
     torch.manual_seed(0)
     reference = torch.nn.GRUCell(5, 6)
     cell = GRUCell(6)
@@ -275,7 +264,7 @@ def test_the_hand_built_gru_matches_torch_gru_cell_in_gradients_too():
         cell.h2h.weight.copy_(reference.weight_hh)
         cell.h2h.bias.copy_(reference.bias_hh)
     x, h = torch.randn(4, 5), torch.randn(4, 6, requires_grad=True)
-    ours = cell(x @ reference.weight_ih.T + reference.bias_ih, h)
+    ours = cell(x @ reference.weight_ih.T + reference.bias_ih, h)  # the input rows hold x's projection
     theirs = reference(x, h)
     torch.testing.assert_close(ours, theirs)
     (ours * torch.arange(6.0)).sum().backward()
@@ -284,3 +273,16 @@ def test_the_hand_built_gru_matches_torch_gru_cell_in_gradients_too():
     (theirs * torch.arange(6.0)).sum().backward()
     torch.testing.assert_close(ours_grad[0], h.grad)
     torch.testing.assert_close(ours_grad[1], reference.weight_hh.grad)
+
+
+def test_ngram_ids_mark_the_edges_and_pad_past_the_end():
+    letters, lengths = pad_batch(["ab", "b", ""])
+    ids = ngram_ids(letters, lengths, 1000)
+    assert ids.shape == (3, 4 + 3 + 2 + 1)  # pieces of the longest marked name, ^ab$
+    counts = (ids < 1000).sum(1).tolist()
+    assert counts == [4 + 3 + 2 + 1, 3 + 2 + 1, 2 + 1]  # ^b$ has 6 pieces, ^$ has 3
+    assert ((0 <= ids) & (ids <= 1000)).all()
+    assert ids[0, 2] == ids[1, 1]  # the unigram b, wherever it stands
+    assert ids[0, 3] == ids[1, 2] == ids[2, 1]  # the end mark $
+    alone = ngram_ids(*pad_batch(["b"]), 1000)
+    assert sorted(alone[alone < 1000].tolist()) == sorted(ids[1][ids[1] < 1000].tolist())
