@@ -26,9 +26,9 @@ import torch.nn.functional as F
 
 from answers import NearestNames, explanations
 from data import fold, in_split, load_dataset, load_real_names
-from evaluate import NaiveBayes, evaluate_classifier, sample_quality
+from evaluate import NaiveBayes, evaluate_classifier, report_classifier, sample_quality
 from model import Classifier, Generator, build, generator_batch, load_checkpoint, load_model
-from train import CLASSIFIER, GENERATOR, classifier_args, generator_args, report_classifier, training_examples
+from train import CLASSIFIER, GENERATOR, classifier_args, generator_args, training_examples
 
 ROOT = Path(__file__).resolve().parent
 

@@ -11,7 +11,7 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
-from data import Dataset, case_pattern, fold, write_as_data_set
+from data import Dataset, case_pattern, fold, in_split, write_as_data_set
 from model import Classifier, Generator, classify, generator_batch, sample
 
 CALIBRATION_BINS = 15  # equal-width bins over the top probability, as the usual ECE
@@ -137,6 +137,35 @@ def case_agreement(model: Classifier, names: list[str]) -> float:
     tops = [classify(model, [transform(name) for name in names]).argmax(1)
             for transform in (str, str.upper, str.lower)]
     return float(((tops[0] == tops[1]) & (tops[0] == tops[2])).double().mean())
+
+
+def report_classifier(model: Classifier, dataset: Dataset, real: list[tuple[str, int]],
+                      train: list[tuple[str, int, float]], threshold: float) -> dict:
+    """Print and return every figure on names the model never trained on: the test split and the test
+    part of the real names, each beside naive Bayes trained on the same (weighted) training names."""
+    n_labels = len(dataset.languages)
+    bayes = NaiveBayes([(name, label) for name, label, _ in train], n_labels, [w for _, _, w in train])
+    held_out = {"test": dataset.split("test"), "real": in_split(real, "test")}
+    results = {}
+    for key, examples in held_out.items():
+        if not examples:
+            continue
+        metrics = evaluate_classifier(model, examples, n_labels, threshold)
+        metrics["bayes"] = bayes.evaluate(examples, n_labels)
+        metrics["any_case"] = case_agreement(model, [name for name, _ in examples])
+        results[key] = metrics
+        title = ("test split" if key == "test" else "real surnames from mimesis, held out (test part)")
+        print(f"\n{title}, {len(examples)} names:")
+        print(f"  accuracy {metrics['accuracy']:.3f} (naive Bayes {metrics['bayes']['accuracy']:.3f})  "
+              f"macro-F1 {metrics['macro_f1']:.3f}  balanced accuracy {metrics['balanced_accuracy']:.3f}  "
+              f"top-3 {metrics['top3']:.3f}")
+        print(f"  mean recall over languages with >= 40 names {metrics['mean_recall']:.3f} "
+              f"(naive Bayes {metrics['bayes']['mean_recall']:.3f})")
+        print(f"  calibration error (ECE) {metrics['ece']:.3f}; answers marked sure: {metrics['sure_coverage']:.3f} "
+              f"of names, right {metrics['sure_accuracy']:.3f} of the time")
+        print(f"  same top language in UPPER, lower and as written: {metrics['any_case']:.3f} of names")
+        print(language_table(metrics, dataset.languages))
+    return results
 
 
 def headline(metrics: dict) -> dict:

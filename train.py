@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, SPLIT_RULE, ArgumentParser, DataError, Dataset, fold,
-                  in_split, learn_casing, load_dataset, load_real_names)
-from evaluate import (NaiveBayes, case_agreement, choose_temperature, evaluate_classifier, fit_temperature,
-                      generator_nll, headline, language_table, reliability, sure_threshold)
+from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, SPLIT_RULE, ArgumentParser, DataError, Dataset, fold, in_split,
+                  learn_casing, load_dataset, load_real_names)
+from evaluate import (choose_temperature, evaluate_classifier, fit_temperature, generator_nll, headline, reliability,
+                      report_classifier, sure_threshold)
 from model import (CHECKPOINT_DIR, N_TOKENS, CheckpointError, Classifier, Generator, generator_batch, invent,
                    load_model, save_checkpoint)
 from plots import plot_confusion, plot_losses, plot_reliability
@@ -216,34 +216,6 @@ def train_classifier(dataset: Dataset, real: list[tuple[str, int]], settings: di
     return model, history
 
 
-def report_classifier(model: Classifier, dataset: Dataset, real: list[tuple[str, int]], train: list[Example],
-                      threshold: float) -> dict:
-    """Print and return the figures on names the model never trained on, beside naive Bayes."""
-    n_labels = len(dataset.languages)
-    bayes = NaiveBayes([(name, label) for name, label, _ in train], n_labels, [w for _, _, w in train])
-    held_out = {"test": dataset.split("test"), "real": in_split(real, "test")}
-    results = {}
-    for key, examples in held_out.items():
-        if not examples:
-            continue
-        metrics = evaluate_classifier(model, examples, n_labels, threshold)
-        metrics["bayes"] = bayes.evaluate(examples, n_labels)
-        metrics["any_case"] = case_agreement(model, [name for name, _ in examples])
-        results[key] = metrics
-        title = ("test split" if key == "test" else "real surnames from mimesis, held out (test part)")
-        print(f"\n{title}, {len(examples)} names:")
-        print(f"  accuracy {metrics['accuracy']:.3f} (naive Bayes {metrics['bayes']['accuracy']:.3f})  "
-              f"macro-F1 {metrics['macro_f1']:.3f}  balanced accuracy {metrics['balanced_accuracy']:.3f}  "
-              f"top-3 {metrics['top3']:.3f}")
-        print(f"  mean recall over languages with >= 40 names {metrics['mean_recall']:.3f} "
-              f"(naive Bayes {metrics['bayes']['mean_recall']:.3f})")
-        print(f"  calibration error (ECE) {metrics['ece']:.3f}; answers marked sure: {metrics['sure_coverage']:.3f} "
-              f"of names, right {metrics['sure_accuracy']:.3f} of the time")
-        print(f"  same top language in UPPER, lower and as written: {metrics['any_case']:.3f} of names")
-        print(language_table(metrics, dataset.languages))
-    return results
-
-
 def run_classifier(dataset: Dataset, real: list[tuple[str, int]], args: argparse.Namespace, out: Path) -> Classifier:
     settings = settings_for(CLASSIFIER, args)
     print(f"training the classifier: {settings}")
@@ -336,7 +308,7 @@ def run_generator(dataset: Dataset, args: argparse.Namespace, out: Path, classif
     plot_losses(history, out / "generator_loss.png", "Generator loss (NLL per character)")
     print(f"saved {out / 'generator.pt'}, {out / 'generator_loss.png'}")
     for index, language in enumerate(dataset.languages):
-        names = invent(model, index, [""] * 4, temperature, casing[language], seed=args.seed)
+        names = invent(model, index, [""] * 4, temperature, casing[language], seed=args.seed + index)
         print(f"  {language}: {', '.join(names)}")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -34,3 +35,12 @@ def get_json(server: dict, path: str, **kwargs):
     assert headers["Content-Type"].startswith("application/json")
     assert int(headers["Content-Length"]) == len(body)
     return status, json.loads(body)
+
+
+def like_a_terminal() -> None:
+    """For Popen(preexec_fn=...): Ctrl-C reaches the script as it does in a terminal.
+
+    A job started in the background by a non-interactive shell (as CI may start this
+    suite) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

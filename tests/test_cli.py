@@ -12,7 +12,7 @@ import torch
 
 from data import fold, in_split, load_dataset, load_real_names
 from evaluate import DISTINCT_SHARE, NOVEL_SHARE, case_agreement, generator_nll
-from helpers import ROOT, run
+from helpers import ROOT, like_a_terminal, run
 from model import CLASSIFIER_PATH, GENERATOR_PATH, N_TOKENS, load_checkpoint, load_model
 from train import fit
 
@@ -85,7 +85,7 @@ def test_same_seed_same_model(tmp_path, model):
 def test_ctrl_c_after_an_epoch_stops_training_and_still_saves(tmp_path):
     process = subprocess.Popen([sys.executable, "-u", "train.py", "--model", "classifier", "--hidden-size", "16",
                                 "--epochs", "50", "--real-weight", "0", "--out", str(tmp_path)], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal)
     for line in process.stdout:  # let the first epoch end, then interrupt the second
         if line.startswith("epoch 1:"):
             break

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 
 from data import DEFAULT_TOP, MAX_NAME_LENGTH, MAX_SAMPLES, TEMPERATURE_RANGE
-from helpers import ROOT, get, get_json
+from helpers import ROOT, get, get_json, like_a_terminal
 
 
 def test_classify_a_name(server):
@@ -146,7 +146,7 @@ def test_access_log_and_clean_stop(trained):
     process = subprocess.Popen(
         [sys.executable, "-u", "server.py", "--port", "0", "--classifier", str(trained / "classifier.pt"),
          "--generator", str(trained / "generator.pt")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal)
     address = process.stdout.readline().split("http://")[1].split("/")[0]
     urllib.request.urlopen(f"http://{address}/Hinton", timeout=10).read()
     process.send_signal(signal.SIGINT)
