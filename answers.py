@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from data import (DEFAULT_MAX_LENGTH, DEFAULT_SAMPLES, MAX_BEAM, MAX_LENGTH_RANGE, MAX_SAMPLES, SEED_RANGE,
+from data import (DATA_DIR, DEFAULT_MAX_LENGTH, DEFAULT_SAMPLES, MAX_BEAM, MAX_LENGTH_RANGE, MAX_SAMPLES, SEED_RANGE,
                   TEMPERATURE_RANGE, TOP_K_RANGE, DataError, Dataset, find_language, prefix_letters, start_letters,
-                  write_as_data_set)
+                  load_dataset, write_as_data_set)
 from model import CheckpointError, Classifier, Generator, beam_search, classify, final_states, invent
 
 NEAREST = 3  # known names listed as "like" in an explanation
@@ -138,6 +138,11 @@ class NearestNames:
         self.names = list(languages)
         self.languages = ["/".join(found) for found in languages.values()]
         self.states = F.normalize(final_states(model, self.names), dim=1)  # (N, directions*H), unit length
+
+    @classmethod
+    def of(cls, model: Classifier, checkpoint: dict) -> NearestNames:
+        """The index for a classifier, from the data folder its checkpoint was trained on; DataError if unreadable."""
+        return cls(model, load_dataset(checkpoint.get("settings", {}).get("data_dir", DATA_DIR)))
 
     def nearest(self, states: torch.Tensor, k: int = NEAREST) -> list[list[list]]:
         """For each state, the k most similar known names: [name, language, cosine similarity], best first."""

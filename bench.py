@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from answers import NearestNames, explanations
-from data import fold, in_split, load_dataset, load_real_names
+from data import in_split, load_dataset, load_real_names
 from evaluate import NaiveBayes, evaluate_classifier, report_classifier, sample_quality
 from model import Classifier, Generator, build, generator_batch, load_checkpoint, load_model
 from train import CLASSIFIER, GENERATOR, classifier_args, generator_args, training_examples
@@ -107,7 +107,7 @@ def training_speed(dataset) -> None:
 def accuracy_figures(dataset, classifier: Classifier, checkpoint: dict) -> None:
     """train.py's report on names the classifier never trained on, then each figure beside its target."""
     heading("Classifier on the test split and on held-out real surnames, beside naive Bayes on the same training names")
-    real = load_real_names(dataset.languages, {fold(name) for name, _ in dataset.pairs})
+    real = load_real_names(dataset)
     train = training_examples(dataset, real, checkpoint["settings"]["real_weight"])
     results = report_classifier(classifier, dataset, real, train, checkpoint["sure_threshold"])
     test, out = results["test"], results["real"]

@@ -50,6 +50,10 @@ class DataError(Exception):
     """A problem with user-supplied data or input, worth one line to the user."""
 
 
+class UnknownLanguage(DataError):
+    """A language the models do not know: the server answers it with 404, not 400."""
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports a bad command line in one line instead of the whole usage text."""
 
@@ -99,7 +103,7 @@ def find_language(languages: list[str], text: str) -> int:
     for index, language in enumerate(languages):
         if language.lower() == text.strip().lower():
             return index
-    raise DataError(f"unknown language {text!r}; known languages: {', '.join(languages)}")
+    raise UnknownLanguage(f"unknown language {text!r}; known languages: {', '.join(languages)}")
 
 
 def start_letters(text: str) -> list[str]:
@@ -140,6 +144,10 @@ class Dataset:
 
     def split(self, which: str) -> list[tuple[str, int]]:
         return in_split(self.pairs, which)
+
+    def folded_names(self) -> set[str]:
+        """Every name in one letter case: what "new to the data set" is measured against."""
+        return {fold(name) for name, _ in self.pairs}
 
 
 def in_split(pairs: list[tuple[str, int]], which: str) -> list[tuple[str, int]]:
@@ -183,36 +191,32 @@ def encode(name: str) -> list[int]:
 
 
 def pad_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Letter indices padded with 0 to the longest name, and each name's length."""
-    return pad_rows([encode(name) for name in names], 0)
+    """Letter indices padded with 0 to the longest name, and each name's length.
 
-
-def pad_rows(rows: list[list[int]], padding: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows of indices as one (B, longest) tensor filled out with padding, and each row's length.
-
-    One tensor from one flat list: a tensor per row costs more than the rows themselves.
+    One tensor from one flat list: a tensor per name costs more than the names themselves.
     """
-    lengths = torch.tensor([len(row) for row in rows], dtype=torch.long)
-    padded = torch.full((len(rows), int(lengths.max()) if rows else 0), padding, dtype=torch.long)
-    padded[torch.arange(padded.shape[1]) < lengths[:, None]] = torch.tensor(
-        [index for row in rows for index in row], dtype=torch.long)
-    return padded, lengths
+    lengths = torch.tensor([len(name) for name in names], dtype=torch.long)
+    letters = torch.zeros(len(names), int(lengths.max()) if names else 0, dtype=torch.long)
+    letters[torch.arange(letters.shape[1]) < lengths[:, None]] = torch.tensor(
+        [index for name in names for index in encode(name)], dtype=torch.long)
+    return letters, lengths
 
 
-def load_real_names(languages: list[str], known: set[str]) -> list[tuple[str, int]]:
-    """Real surnames from mimesis's per-locale lists that the data set does not have.
+def load_real_names(dataset: Dataset) -> list[tuple[str, int]]:
+    """Real surnames from mimesis's per-locale lists that the data set does not have, labelled as its languages.
 
-    Names are normalised like the data set's; a name whose folded form is in known
-    (the data set's folded names) or that two languages share is dropped. The lists
-    ship inside the mimesis wheel: nothing is fetched.
+    Names are normalised like the data set's; a name the data set has (in any letter
+    case) or that two languages share is dropped. The lists ship inside the mimesis
+    wheel: nothing is fetched.
     """
     try:
         import mimesis
     except ImportError:
         raise DataError("the real-name check needs mimesis: pip install -r requirements.txt") from None
     datasets = Path(mimesis.__file__).resolve().parent / "datasets"
+    known = dataset.folded_names()
     found: dict[str, tuple[str, set[int]]] = {}  # folded name -> (first spelling seen, languages)
-    for label, language in enumerate(languages):
+    for label, language in enumerate(dataset.languages):
         for locale in REAL_NAME_LOCALES.get(language, ()):
             surnames = json.loads((datasets / locale / "person.json").read_text(encoding="utf-8"))["surnames"]
             for raw in surnames if isinstance(surnames, list) else [n for v in surnames.values() for n in v]:

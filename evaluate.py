@@ -11,7 +11,7 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
-from data import Dataset, case_pattern, fold, in_split, write_as_data_set
+from data import Dataset, case_pattern, in_split, write_as_data_set
 from model import Classifier, Generator, classify, generator_batch, sample
 
 CALIBRATION_BINS = 15  # equal-width bins over the top probability, as the usual ECE
@@ -257,7 +257,7 @@ def sample_quality(generator: Generator, classifier: Classifier, dataset: Datase
     the share written in a capitalisation pattern that the language's data-set names use.
     """
     rng = torch.Generator().manual_seed(seed)
-    known = {fold(name) for name, _ in dataset.pairs}
+    known = dataset.folded_names()
     patterns = [set() for _ in dataset.languages]
     for name, label in dataset.pairs:
         patterns[label].add(case_pattern(name))

@@ -12,7 +12,7 @@ import json
 import sys
 
 from answers import NearestNames, answers, explanation_lines, explanations, run_script
-from data import DATA_DIR, DEFAULT_TOP, ArgumentParser, DataError, load_dataset, usable_name
+from data import DEFAULT_TOP, ArgumentParser, DataError, usable_name
 from model import CLASSIFIER_PATH, classify, load_model
 
 
@@ -68,8 +68,7 @@ def answers_for(names: list[str], args: argparse.Namespace) -> dict[str, dict]:
     found = dict(zip(unique, answers(unique, unique, classify(model, unique), checkpoint["languages"], args.top,
                                      checkpoint["sure_threshold"])))
     if args.explain:  # the index costs a pass over the training names: only when asked
-        data_dir = checkpoint.get("settings", {}).get("data_dir", DATA_DIR)
-        for clean, why in zip(unique, explanations(model, unique, NearestNames(model, load_dataset(data_dir)))):
+        for clean, why in zip(unique, explanations(model, unique, NearestNames.of(model, checkpoint))):
             found[clean]["explain"] = why
     for name, clean in normalised.items():
         records[name] = {**found[clean], "name": name}

@@ -26,8 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import torch
 
 from answers import NearestNames, answers, explanations, in_range, invented, run_script, sample_request
-from data import (DATA_DIR, DEFAULT_TOP, MAX_BEAM, MAX_SAMPLES, ArgumentParser, DataError, limits, load_dataset,
-                  usable_name)
+from data import DEFAULT_TOP, MAX_BEAM, MAX_SAMPLES, ArgumentParser, DataError, UnknownLanguage, limits, usable_name
 from model import CLASSIFIER_PATH, GENERATOR_PATH, CheckpointError, classify, load_model
 
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
@@ -104,8 +103,7 @@ class Service:
         self.generator_checkpoint = generator_checkpoint
         self.generator_lock = threading.Lock()
         try:  # built once, here: a pass over the training names (see bench.py for its cost)
-            data_dir = classifier_checkpoint.get("settings", {}).get("data_dir", DATA_DIR)
-            self.known: NearestNames | None = NearestNames(classifier, load_dataset(data_dir))
+            self.known: NearestNames | None = NearestNames.of(classifier, classifier_checkpoint)
             self.known_error = ""
         except DataError as error:
             self.known, self.known_error = None, f"explanations need the training names: {error}"
@@ -117,29 +115,26 @@ class Service:
             name = usable_name(raw_name)
         except DataError as error:
             raise HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
-        explain = single(query, "explain", "0")
-        if explain not in ("0", "1"):
-            raise HTTPError(HTTPStatus.BAD_REQUEST, "explain must be 0 or 1")
+        explain = flag(query, "explain")
         record = answers([raw_name], [name], self.batcher.classify(name)[None], self.languages, top, self.sure_from)[0]
-        if explain == "1":
+        if explain:
             if self.known is None:
                 raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, self.known_error)
             record["explain"] = explanations(self.classifier, [name], self.known)[0]
         return record
 
     def sample(self, raw_language: str, query: dict[str, list[str]]) -> dict:
-        flags = {key: single(query, key, "0") for key in ("greedy", "novel")}
-        if any(value not in ("0", "1") for value in flags.values()):
-            raise HTTPError(HTTPStatus.BAD_REQUEST, "greedy and novel must be 0 or 1")
-        beam = 1 if flags["greedy"] == "1" else number(query, "beam")
+        beam = 1 if flag(query, "greedy") else number(query, "beam")
+        novel = flag(query, "novel")
         try:
             request = sample_request(self.languages, raw_language, single(query, "start", ""),
                                      single(query, "prefix", ""), number(query, "n"),
                                      number(query, "temperature", float), self.temperature, number(query, "top_k"),
-                                     number(query, "seed"), beam, flags["novel"] == "1")
+                                     number(query, "seed"), beam, novel)
+        except UnknownLanguage as error:
+            raise HTTPError(HTTPStatus.NOT_FOUND, str(error)) from None
         except DataError as error:
-            status = HTTPStatus.NOT_FOUND if str(error).startswith("unknown language") else HTTPStatus.BAD_REQUEST
-            raise HTTPError(status, str(error)) from None
+            raise HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
         with self.generator_lock:
             return invented(self.generator, self.generator_checkpoint, request)
 
@@ -151,6 +146,14 @@ def single(query: dict[str, list[str]], key: str, default: str) -> str:
     if len(values) > 1:
         raise HTTPError(HTTPStatus.BAD_REQUEST, f"give {key} once")
     return values[0]
+
+
+def flag(query: dict[str, list[str]], key: str) -> bool:
+    """A 0/1 query value, 0 if absent; anything else is a 400."""
+    value = single(query, key, "0")
+    if value not in ("0", "1"):
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"{key} must be 0 or 1")
+    return value == "1"
 
 
 def number(query: dict[str, list[str]], key: str, kind: type = int) -> int | float | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, SPLIT_RULE, ArgumentParser, DataError, Dataset, fold, in_split,
+from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, SPLIT_RULE, ArgumentParser, DataError, Dataset, in_split,
                   learn_casing, load_dataset, load_real_names)
 from evaluate import (choose_temperature, evaluate_classifier, fit_temperature, generator_nll, headline, reliability,
                       report_classifier, sure_threshold)
@@ -164,9 +164,9 @@ def class_weights(examples: list[Example], data_set_labels: list[int], n_labels:
     return (weights / (weights * weighted).sum() * weighted.sum()).float()
 
 
-def train_classifier(dataset: Dataset, real: list[tuple[str, int]], settings: dict, seed: int,
+def train_classifier(dataset: Dataset, train: list[Example], real: list[tuple[str, int]], settings: dict, seed: int,
                      max_steps: int | None = None, log=print) -> tuple[Classifier, dict]:
-    """Train on the train split of the data set and of the real names, then calibrate on validation.
+    """Train on train (see training_examples), then calibrate on the validation names of both sources.
 
     Keeps the epoch with the best validation score: the mean of accuracy, macro-F1
     and balanced accuracy on the data set, averaged with the mean per-language
@@ -174,7 +174,6 @@ def train_classifier(dataset: Dataset, real: list[tuple[str, int]], settings: di
     """
     torch.manual_seed(seed)
     n_labels = len(dataset.languages)
-    train = training_examples(dataset, real, settings["real_weight"])
     validation, real_validation = dataset.split("validation"), in_split(real, "validation")
     model = Classifier(**classifier_args(settings, n_labels))
     weights = class_weights(train, [label for _, label in dataset.split("train")], n_labels)
@@ -222,14 +221,15 @@ def run_classifier(dataset: Dataset, real: list[tuple[str, int]], args: argparse
     if real and settings["real_weight"] > 0:
         print(f"with {len(in_split(real, 'train')):,} real surnames from mimesis "
               f"(train part; weight {settings['real_weight']})")
-    model, history = train_classifier(dataset, real, settings, args.seed, DRY_RUN_STEPS if args.dry_run else None)
+    train = training_examples(dataset, real, settings["real_weight"])
+    model, history = train_classifier(dataset, train, real, settings, args.seed,
+                                      DRY_RUN_STEPS if args.dry_run else None)
     calibration = history["calibration"]
     print(f"classifier trained in {history['seconds']:.1f} s ({history['steps']} steps, "
           f"best epoch {history['best_epoch']})")
     print(f"calibration on {calibration['names']:,} validation names: temperature {calibration['temperature']:.3f}, "
           f"NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}; "
           f"marked sure from probability {calibration['sure_threshold']:.3f}")
-    train = training_examples(dataset, real, settings["real_weight"])
     results = report_classifier(model, dataset, real, train, calibration["sure_threshold"])
     validation = evaluate_classifier(model, dataset.split("validation"), len(dataset.languages),
                                      calibration["sure_threshold"])
@@ -302,7 +302,7 @@ def run_generator(dataset: Dataset, args: argparse.Namespace, out: Path, classif
         "metrics": {"test_nll": test_nll, "test_nll_first_letter_scored": test_nll_all,
                     "validation_nll": min((nll for _, nll in history["validation"]), default=math.nan)},
         "temperature": temperature, "temperature_table": table,
-        "casing": casing, "known_names": sorted({fold(name) for name, _ in dataset.pairs}),
+        "casing": casing, "known_names": sorted(dataset.folded_names()),
         "seconds": history["seconds"],
     }, out / "generator.pt")
     plot_losses(history, out / "generator_loss.png", "Generator loss (NLL per character)")
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         dataset = load_dataset(args.data_dir)
-        real = load_real_names(dataset.languages, {fold(name) for name, _ in dataset.pairs})
+        real = load_real_names(dataset)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

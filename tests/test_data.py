@@ -121,7 +121,7 @@ def test_an_over_long_name_is_refused():
 def test_real_names_are_new_unshared_and_split_by_name():
     dataset = load_dataset()
     known = {fold(name) for name, _ in dataset.pairs}
-    real = load_real_names(dataset.languages, known)
+    real = load_real_names(dataset)
     assert len(real) > 15000
     folded = [fold(name) for name, _ in real]
     assert not set(folded) & known  # nothing from data/names, in any letter case
