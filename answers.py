@@ -74,12 +74,14 @@ class SampleRequest:
     max_length: int
 
 
-def sample_request(languages: list[str], language: str, start: str = "", prefix: str = "", count: int | None = None,
-                   temperature: float | None = None, default_temperature: float = 1.0, top_k: int | None = None,
-                   seed: int | None = None, beam: int | None = None, novel: bool = False,
-                   max_length: int = DEFAULT_MAX_LENGTH) -> SampleRequest:
-    """Check a request for names against the limits; DataError says what is wrong in one line."""
-    index = find_language(languages, language)
+def sample_request(checkpoint: dict, language: str, start: str = "", prefix: str = "", count: int | None = None,
+                   temperature: float | None = None, top_k: int | None = None, seed: int | None = None,
+                   beam: int | None = None, novel: bool = False, max_length: int = DEFAULT_MAX_LENGTH) -> SampleRequest:
+    """Check a request for names against the limits; DataError says what is wrong in one line.
+
+    Temperature and top-k default to the generator checkpoint's, chosen at training.
+    """
+    index = find_language(checkpoint["languages"], language)
     if len(start) > MAX_SAMPLES:
         raise DataError(f"at most {MAX_SAMPLES} start letters")
     starts = [letter.lower() for letter in start_letters(start)]
@@ -94,8 +96,8 @@ def sample_request(languages: list[str], language: str, start: str = "", prefix:
         prefixes = starts or [folded_prefix] * count
     return SampleRequest(
         index, prefixes,
-        default_temperature if temperature is None else in_range("temperature", temperature, TEMPERATURE_RANGE),
-        0 if top_k is None else int(in_range("top-k", top_k, TOP_K_RANGE)),
+        checkpoint["temperature"] if temperature is None else in_range("temperature", temperature, TEMPERATURE_RANGE),
+        checkpoint["top_k"] if top_k is None else int(in_range("top-k", top_k, TOP_K_RANGE)),
         None if seed is None else int(in_range("seed", seed, SEED_RANGE)),
         beam, novel, int(in_range("max-length", max_length, MAX_LENGTH_RANGE)))
 
@@ -107,15 +109,16 @@ def invented(model: Generator, checkpoint: dict, request: SampleRequest) -> dict
     pairs, best first, for each prefix in turn.
     """
     language = checkpoint["languages"][request.language]
-    capital_after = checkpoint["casing"].get(language, "")
+    capital_after, shortest = checkpoint["casing"].get(language, ""), checkpoint["shortest"].get(language, 1)
     if request.beam:
         names = [[round(log_prob, 4), write_as_data_set(name, capital_after)]
                  for prefix in request.prefixes
-                 for name, log_prob in beam_search(model, request.language, prefix, request.beam, request.max_length)]
+                 for name, log_prob in beam_search(model, request.language, prefix, request.beam, request.max_length,
+                                                   shortest)]
         return {"language": language, "names": names}
     avoid = set(checkpoint["known_names"]) if request.novel else None
     names = invent(model, request.language, request.prefixes, request.temperature, capital_after, request.top_k,
-                   request.max_length, request.seed, avoid)
+                   request.max_length, request.seed, avoid, shortest)
     answer = {"language": language, "names": names}
     if len(names) < len(request.prefixes):
         answer["note"] = (f"only {len(names)} of {len(request.prefixes)} names are new to the data set: "

@@ -57,7 +57,7 @@ CHECKPOINT_FIELDS = {
     "classifier": {"model_args": dict, "state_dict": dict, "alphabet": str, "languages": list,
                    "sure_threshold": float},
     "generator": {"model_args": dict, "state_dict": dict, "alphabet": str, "languages": list,
-                  "temperature": float, "casing": dict, "known_names": list},
+                  "temperature": float, "top_k": int, "casing": dict, "shortest": dict, "known_names": list},
 }
 
 
@@ -352,16 +352,16 @@ def generator_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _next_log_probs(model: Generator, language: torch.Tensor, token: torch.Tensor, h: torch.Tensor,
-                    letters_so_far: int, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+                    letters_so_far: int, min_length: int, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One generation step's log-probabilities and state, with what no name may do ruled out.
 
-    The start token and capitals never come, a name has at least one letter, and a
-    name of max_length letters can only end.
+    The start token and capitals never come, a name has at least min_length letters
+    (and at least one), and a name of max_length letters can only end.
     """
     log_probs, h = model.step(language, token, h)
     log_probs[:, SOS] = -math.inf
     log_probs[:, CAPITALS] = -math.inf  # it learnt folded names: capitals are written afterwards
-    if letters_so_far == 0:
+    if letters_so_far < min(max(min_length, 1), max_length):
         log_probs[:, EOS] = -math.inf
     if letters_so_far >= max_length:
         log_probs[:, :EOS] = -math.inf
@@ -370,12 +370,13 @@ def _next_log_probs(model: Generator, language: torch.Tensor, token: torch.Tenso
 
 @torch.no_grad()
 def sample(model: Generator, language: int, prefixes: list[str], temperature: float = 1.0, top_k: int = 0,
-           max_length: int = 20, rng: torch.Generator | None = None) -> list[tuple[str, bool]]:
+           max_length: int = 20, rng: torch.Generator | None = None, min_length: int = 1) -> list[tuple[str, bool]]:
     """One folded name per prefix, drawn together: (name, ended with the end token).
 
     A prefix ("" for none) is fed to the model letter by letter and every name
     continues from the state it leaves. top_k > 0 draws only among the k likeliest
-    next tokens. A name that has not ended after max_length letters is cut there.
+    next tokens. A name that has not ended after max_length letters is cut there;
+    none ends before min_length letters.
     """
     batch = len(prefixes)
     language_t = torch.full((batch,), language, dtype=torch.long)
@@ -388,7 +389,7 @@ def sample(model: Generator, language: int, prefixes: list[str], temperature: fl
     letters = []
     done = torch.zeros(batch, dtype=torch.bool)
     for position in range(max_length + 1):  # the last step can only end the name
-        log_probs, h = _next_log_probs(model, language_t, token, h, position, max_length)
+        log_probs, h = _next_log_probs(model, language_t, token, h, position, min_length, max_length)
         logits = log_probs / temperature
         if top_k:
             logits = logits.masked_fill(logits < logits.topk(top_k, dim=1).values[:, -1:], -math.inf)
@@ -404,8 +405,8 @@ def sample(model: Generator, language: int, prefixes: list[str], temperature: fl
 
 
 @torch.no_grad()
-def beam_search(model: Generator, language: int, prefix: str, width: int,
-                max_length: int = 20) -> list[tuple[str, float]]:
+def beam_search(model: Generator, language: int, prefix: str, width: int, max_length: int = 20,
+                min_length: int = 1) -> list[tuple[str, float]]:
     """The `width` likeliest whole folded names that begin with prefix, best first, with their log-probability.
 
     The log-probability (nats) is that of everything the model chose: the letters after
@@ -415,11 +416,12 @@ def beam_search(model: Generator, language: int, prefix: str, width: int,
     prefix = fold(prefix)
     found: dict[str, float] = {}
     for beam in dict.fromkeys((1, width)):
-        found.update(_beam(model, language, prefix, beam, max_length))
+        found.update(_beam(model, language, prefix, beam, min_length, max_length))
     return sorted(found.items(), key=lambda item: -item[1])[:width]
 
 
-def _beam(model: Generator, language: int, prefix: str, width: int, max_length: int) -> dict[str, float]:
+def _beam(model: Generator, language: int, prefix: str, width: int, min_length: int,
+          max_length: int) -> dict[str, float]:
     h = model.initial_state(1)
     token = torch.tensor([SOS])
     for letter in prefix:  # the prefix sets the state; its own letters are given, not scored
@@ -429,7 +431,7 @@ def _beam(model: Generator, language: int, prefix: str, width: int, max_length: 
     finished: dict[str, float] = {}
     while alive:
         log_probs, h = _next_log_probs(model, torch.full((len(alive),), language), token, h, len(alive[0]),
-                                       max_length)
+                                       min_length, max_length)
         totals = scores[:, None] + log_probs  # (A, N)
         values, flat = totals.flatten().topk(min(2 * width, totals.numel()))
         keep, next_scores, next_tokens = [], [], []
@@ -453,13 +455,14 @@ def _beam(model: Generator, language: int, prefix: str, width: int, max_length: 
 
 def invent(model: Generator, language: int, prefixes: list[str], temperature: float, capital_after: str = "",
            top_k: int = 0, max_length: int = 20, seed: int | None = None, avoid: set[str] | None = None,
-           candidates: int = 16, rounds: int = 4) -> list[str]:
+           min_length: int = 1, candidates: int = 16, rounds: int = 4) -> list[str]:
     """One new name per prefix, written as the data set writes the language, repeats avoided where possible.
 
     Draws a few candidates per prefix in one batch and takes the first one not already
-    chosen, preferring names that ended before max_length. With avoid (folded names,
-    e.g. the training data) a name must not be in it: up to `rounds` batches are drawn,
-    and a prefix that still has no such name gets none, so fewer names come back.
+    chosen, preferring names that ended before max_length; none ends before min_length
+    letters (the language's shortest data-set name). With avoid (folded names, e.g. the
+    training data) a name must not be in it: up to `rounds` batches are drawn, and a
+    prefix that still has no such name gets none, so fewer names come back.
     """
     rng = torch.Generator()
     rng.manual_seed(seed) if seed is not None else rng.seed()
@@ -469,7 +472,7 @@ def invent(model: Generator, language: int, prefixes: list[str], temperature: fl
         if not missing:
             break
         drawn = sample(model, language, [prefixes[i] for i in missing for _ in range(candidates)], temperature,
-                       top_k, max_length, rng)
+                       top_k, max_length, rng, min_length)
         for k, i in enumerate(missing):
             options = [(name, ended) for name, ended in drawn[k * candidates:(k + 1) * candidates]
                        if avoid is None or name not in avoid]

@@ -33,7 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "divides the model's scores before drawing; lower gives safer, more typical names "
                         "(default: chosen at training, in the checkpoint)")
     parser.add_argument("--top-k", type=int, help=f"draw only among the k likeliest next letters, {TOP_K_RANGE[0]} "
-                        f"to {TOP_K_RANGE[1]}; 0 or unset draws among all (applied after --temperature)")
+                        f"to {TOP_K_RANGE[1]}, 0 among all; applied after --temperature (default: chosen at "
+                        "training, in the checkpoint)")
     parser.add_argument("--beam", type=int, help=f"instead of drawing, the K likeliest whole names (1 to {MAX_BEAM}), "
                         "best first, as (log-probability) Name, for each start letter or the prefix")
     parser.add_argument("--greedy", action="store_true", help="the tutorial's decoding: the likeliest letter each "
@@ -54,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         model, checkpoint = load_model(args.checkpoint, "generator")
-        request = sample_request(checkpoint["languages"], args.language, args.start_letters, args.prefix, args.n,
-                                 args.temperature, checkpoint["temperature"], args.top_k, args.seed,
-                                 1 if args.greedy else args.beam, args.novel, args.max_length)
+        request = sample_request(checkpoint, args.language, args.start_letters, args.prefix, args.n,
+                                 args.temperature, args.top_k, args.seed, 1 if args.greedy else args.beam, args.novel,
+                                 args.max_length)
         answer = invented(model, checkpoint, request)
         if request.beam:
             print("\n".join(f"({log_prob:.2f}) {name}" for log_prob, name in answer["names"]))

@@ -12,6 +12,7 @@ GET /                                a page to try both in a browser (JSON descr
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import queue
 import signal
@@ -26,13 +27,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import torch
 
 from answers import NearestNames, answers, explanations, in_range, invented, run_script, sample_request
-from data import DEFAULT_TOP, MAX_BEAM, MAX_SAMPLES, ArgumentParser, DataError, UnknownLanguage, limits, usable_name
-from model import CLASSIFIER_PATH, GENERATOR_PATH, CheckpointError, classify, load_model
+from data import (DEFAULT_TOP, MAX_BEAM, MAX_SAMPLES, ArgumentParser, DataError, UnknownLanguage, fold, limits,
+                  usable_name)
+from model import CLASSIFIER_PATH, GENERATOR_PATH, CheckpointError, Classifier, classify, load_model
 
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 SOCKET_TIMEOUT = 10  # seconds a stalled client may hold its connection
 LISTEN_BACKLOG = 1024  # connections the kernel may hold before accept(); Python's default of 5 drops crowds
 MAX_REQUEST_BODY = 64 * 1024  # a GET body up to this is read and ignored; a larger or chunked one closes
+CACHE_SIZE = 5_000  # distinct names whose answers are kept (about 14 MB when full): a repeated name is classified once
 ENDPOINTS = {
     "GET /<name>": f"languages for a surname, best first; ?n=1..number of languages (default {DEFAULT_TOP}); "
                    "\"sure\" says whether the top one can be trusted; ?explain=1 adds letter scores and similar names",
@@ -52,18 +55,21 @@ class HTTPError(Exception):
 
 
 class Batcher:
-    """One worker thread that classifies every name waiting at that moment in one forward pass.
+    """One worker thread that answers every name waiting at that moment in one forward pass.
 
     Hand-built cells run many tiny torch ops; sixteen threads each running their own
-    pass mostly trade the interpreter lock. One batched pass serves them all at once.
+    pass mostly trade the interpreter lock. One batched pass serves them all at once,
+    and the request threads touch no tensors at all: each torch call releases and
+    takes back the interpreter lock, and among sixteen threads every hand-over waits.
     """
 
-    def __init__(self, model, max_batch: int = 512):
-        self.model, self.max_batch = model, max_batch
+    def __init__(self, model: Classifier, languages: list[str], sure_from: float, max_batch: int = 512):
+        self.model, self.languages, self.sure_from, self.max_batch = model, languages, sure_from, max_batch
         self.waiting: queue.Queue[tuple[str, Future]] = queue.Queue()
         threading.Thread(target=self._work, daemon=True, name="classifier").start()
 
-    def classify(self, name: str) -> torch.Tensor:
+    def ranked(self, name: str) -> dict:
+        """The answer for a normalised name with every language ranked, best first: plain lists, no tensors."""
         future: Future = Future()
         self.waiting.put((name, future))
         return future.result(timeout=30)
@@ -77,9 +83,11 @@ class Batcher:
                 except queue.Empty:
                     break
             try:
-                log_probs = classify(self.model, [name for name, _ in batch])
-                for (_, future), row in zip(batch, log_probs):
-                    future.set_result(row)
+                names = [name for name, _ in batch]
+                records = answers(names, names, classify(self.model, names), self.languages, len(self.languages),
+                                  self.sure_from)
+                for (_, future), record in zip(batch, records):
+                    future.set_result(record)
             except Exception as error:  # never leave a request waiting forever
                 for _, future in batch:
                     if not future.done():
@@ -89,7 +97,7 @@ class Batcher:
 class Service:
     """What the handlers need: both models, loaded once, and the answers they give."""
 
-    def __init__(self, classifier_path: str, generator_path: str):
+    def __init__(self, classifier_path: str, generator_path: str, cache_size: int = CACHE_SIZE):
         classifier, classifier_checkpoint = load_model(classifier_path, "classifier")
         self.generator, generator_checkpoint = load_model(generator_path, "generator")
         self.languages: list[str] = classifier_checkpoint["languages"]
@@ -97,8 +105,9 @@ class Service:
             raise CheckpointError("the classifier and generator checkpoints know different languages: "
                                   "run `python train.py` again")
         self.sure_from: float = classifier_checkpoint["sure_threshold"]
-        self.temperature: float = generator_checkpoint["temperature"]
-        self.batcher = Batcher(classifier)
+        self.batcher = Batcher(classifier, self.languages, self.sure_from)
+        # Least recently used names drop out first; keyed by the folded name, as the classifier reads it.
+        self.ranked = functools.lru_cache(maxsize=cache_size)(self.batcher.ranked)
         self.classifier = classifier
         self.generator_checkpoint = generator_checkpoint
         self.generator_lock = threading.Lock()
@@ -116,7 +125,8 @@ class Service:
         except DataError as error:
             raise HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
         explain = flag(query, "explain")
-        record = answers([raw_name], [name], self.batcher.classify(name)[None], self.languages, top, self.sure_from)[0]
+        ranked = self.ranked(fold(name))
+        record = {"name": raw_name, "normalised": name, "result": ranked["result"][:top], "sure": ranked["sure"]}
         if explain:
             if self.known is None:
                 raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, self.known_error)
@@ -127,9 +137,9 @@ class Service:
         beam = 1 if flag(query, "greedy") else number(query, "beam")
         novel = flag(query, "novel")
         try:
-            request = sample_request(self.languages, raw_language, single(query, "start", ""),
+            request = sample_request(self.generator_checkpoint, raw_language, single(query, "start", ""),
                                      single(query, "prefix", ""), number(query, "n"),
-                                     number(query, "temperature", float), self.temperature, number(query, "top_k"),
+                                     number(query, "temperature", float), number(query, "top_k"),
                                      number(query, "seed"), beam, novel)
         except UnknownLanguage as error:
             raise HTTPError(HTTPStatus.NOT_FOUND, str(error)) from None
@@ -302,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5533, help="port; 0 picks a free one (default: 5533)")
     parser.add_argument("--quiet", action="store_true", help="no access log on stderr")
+    parser.add_argument("--cache", type=int, default=CACHE_SIZE, help="distinct names whose answers are kept, "
+                        f"least recently asked dropped first; 0 for none (default: {CACHE_SIZE:,})")
     parser.add_argument("--classifier", default=str(CLASSIFIER_PATH),
                         help="classifier checkpoint (default: checkpoints/classifier.pt beside this script)")
     parser.add_argument("--generator", default=str(GENERATOR_PATH),
@@ -309,13 +321,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
+    if not 0 <= args.cache <= 10_000_000:
+        parser.error("--cache must be between 0 and 10000000")
     torch.set_num_threads(1)  # requests are small; more threads only contend for two cores
     return run_script(lambda: serve(args))
 
 
 def serve(args: argparse.Namespace) -> int:
     """Load both models (a CheckpointError refuses to start), then answer until SIGINT or SIGTERM."""
-    service = Service(args.classifier, args.generator)
+    service = Service(args.classifier, args.generator, args.cache)
     try:
         server = make_server(args.host, args.port, service, args.quiet)
     except OSError as error:

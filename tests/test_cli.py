@@ -27,11 +27,12 @@ def test_training_writes_checkpoints_and_plots(trained):
     assert checkpoint["languages"] == load_dataset().languages
     assert "crc32" in checkpoint["split_rule"]
     generator = load_checkpoint(trained / "generator.pt", "generator")
-    # the lowest temperature tried whose samples are novel and distinct enough, else the highest tried
-    varied = [row["temperature"] for row in generator["temperature_table"]
-              if row["novel"] >= NOVEL_SHARE and row["distinct"] >= DISTINCT_SHARE]
-    assert [row["temperature"] for row in generator["temperature_table"]] == [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-    assert generator["temperature"] == (min(varied) if varied else 1.0)
+    # temperatures from 0.5 up in steps of 0.05 until samples are novel and distinct enough, at most 1.0
+    table = generator["temperature_table"]
+    assert [row["temperature"] for row in table] == [t / 20 for t in range(10, 10 + len(table))]
+    varied = [row["novel"] >= NOVEL_SHARE and row["distinct"] >= DISTINCT_SHARE for row in table]
+    assert not any(varied[:-1]) and (varied[-1] or table[-1]["temperature"] == 1.0)
+    assert generator["temperature"] == table[-1]["temperature"]
 
 
 def test_a_tiny_classifier_beats_always_russian_on_validation(trained):
@@ -233,6 +234,12 @@ def test_sample_prefix_novel_beam_and_top_k(trained):
     greedy = BEAM_LINE.match(run("sample.py", "--checkpoint", generator, "Irish", "O", "--greedy").stdout).group(2)
     top_one = run("sample.py", "--checkpoint", generator, "Irish", "OOO", "--top-k", "1", "--seed", "5")
     assert top_one.stdout.splitlines() == [greedy] * 3  # drawing from the likeliest letter alone is greedy decoding
+    top_k = load_checkpoint(trained / "generator.pt", "generator")["top_k"]
+    default = run("sample.py", "--checkpoint", generator, "German", "-n", "12", "--seed", "6").stdout
+    assert default == run("sample.py", "--checkpoint", generator, "German", "-n", "12", "--seed", "6",
+                          "--top-k", str(top_k)).stdout  # the checkpoint's top-k unless one is given
+    assert default != run("sample.py", "--checkpoint", generator, "German", "-n", "12", "--seed", "6",
+                          "--top-k", "0").stdout
 
 
 def test_sample_errors(trained, tmp_path):
@@ -288,3 +295,11 @@ def test_predict_explain_in_text_and_json(trained):
     assert lines[5].split() == scores
     plain = run("predict.py", "--checkpoint", checkpoint, "Hinton")
     assert plain.stdout.splitlines() == lines[:3]  # without --explain, only the usual lines
+
+
+@pytest.mark.parametrize("flags", [["--top-k", "61"], ["--lr", "0"], ["--dropout", "1"], ["--epochs", "0"],
+                                   ["--ngram-buckets", "-1"], ["--real-weight", "11"]])
+def test_train_refuses_bad_settings_in_one_line(tmp_path, flags):
+    result = run("train.py", "--dry-run", "--out", str(tmp_path / "out"), *flags)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and flags[0] in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from answers import NearestNames, answers, explanations
-from data import ALPHABET, Dataset, pad_batch, case_pattern, learn_casing, write_as_data_set
+from data import ALPHABET, Dataset, case_pattern, learn_casing, learn_shortest, pad_batch, write_as_data_set
 from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, RNNCell, classify, beam_search,
                    generator_batch, invent, ngram_ids, load_checkpoint, load_model, sample, save_checkpoint)
 
@@ -114,6 +114,19 @@ def test_top_k_of_one_is_greedy():
     model = make_generator()
     drawn = sample(model, 3, ["k"] * 3, 1.0, top_k=1, rng=torch.Generator().manual_seed(0))
     assert {name for name, _ in drawn} == {beam_search(model, 3, "k", 1)[0][0]}
+
+
+def test_no_name_is_shorter_than_the_languages_shortest():
+    model = make_generator()
+    dataset = Dataset(["Korean", "Greek"], [("Li", 0), ("Park", 0), ("Pappas", 1), ("Manolas", 1)])
+    assert learn_shortest(dataset) == {"Korean": 2, "Greek": 6}
+    drawn = sample(model, 1, [""] * 200, 2.0, rng=torch.Generator().manual_seed(0))
+    assert min(len(name) for name, _ in drawn) < 6  # unconstrained, this tiny model ends names early
+    drawn = sample(model, 1, [""] * 200, 2.0, rng=torch.Generator().manual_seed(0), min_length=6)
+    assert min(len(name) for name, _ in drawn) >= 6
+    assert all(len(name) >= 6 for name in invent(model, 1, ["pa"] * 5, 2.0, seed=0, min_length=6))
+    assert all(len(name) >= 6 for name, _ in beam_search(model, 1, "m", 5, min_length=6))
+    assert [len(name) for name in invent(model, 1, [""] * 5, 2.0, max_length=3, seed=0, min_length=6)] == [3] * 5
 
 
 def test_casing_is_learnt_from_how_the_data_set_writes_each_language():

@@ -284,3 +284,16 @@ def test_explain_on_request_only(server):
     for bad in ("2", "yes", "true", "-1"):
         status, body = get_json(server, f"/Hinton?explain={bad}")
         assert status == 400 and "explain" in body["error"]
+
+
+def test_repeated_names_are_classified_once_and_the_cache_is_bounded(trained):
+    from server import Service
+    service = Service(str(trained / "classifier.pt"), str(trained / "generator.pt"), cache_size=2)
+    uncached = Service(str(trained / "classifier.pt"), str(trained / "generator.pt"), cache_size=0)
+    first = service.predict("Hinton", {"n": ["18"]})
+    assert service.predict("HINTON", {"n": ["18"]})["result"] == first["result"]
+    assert service.ranked.cache_info().hits == 1  # the same name in another case is the same entry
+    for name in ("Kowalski", "Tanaka", "Schmidt", "Hinton"):
+        assert service.predict(name, {"n": ["18"]}) == uncached.predict(name, {"n": ["18"]})
+    assert service.ranked.cache_info().currsize == 2
+    assert uncached.ranked.cache_info().currsize == 0
