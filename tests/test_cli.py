@@ -98,6 +98,24 @@ def test_ctrl_c_after_an_epoch_stops_training_and_still_saves(tmp_path):
     assert checkpoint["languages"] == load_dataset().languages
 
 
+def test_ctrl_c_stops_both_models_trained_side_by_side_and_saves_both(tmp_path):
+    process = subprocess.Popen([sys.executable, "-u", "train.py", "--hidden-size", "16", "--epochs", "200",
+                                "--real-weight", "0", "--out", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal)
+    seen = set()
+    for line in process.stdout:  # both models through an epoch, then Ctrl-C to this process alone
+        seen |= {model for model, start in (("classifier", "epoch 1:"), ("generator", "[generator] epoch 1:"))
+                 if line.startswith(start)}
+        if len(seen) == 2:
+            break
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == 0, err
+    assert out.count("interrupted") == 2 and "epoch 200:" not in out
+    for kind in ("classifier", "generator"):
+        assert load_checkpoint(tmp_path / f"{kind}.pt", kind)["languages"] == load_dataset().languages
+
+
 def test_fit_keeps_the_best_epoch_when_interrupted():
     torch.manual_seed(0)
     model = torch.nn.Linear(1, 1)
