@@ -68,8 +68,12 @@ class Batcher:
         self.waiting: queue.Queue[tuple[str, Future]] = queue.Queue()
         threading.Thread(target=self._work, daemon=True, name="classifier").start()
 
-    def ranked(self, name: str) -> dict:
-        """The answer for a normalised name with every language ranked, best first: plain lists, no tensors."""
+    def ranked(self, name: str) -> tuple[tuple[tuple[float, str], ...], bool]:
+        """Every language for a normalised name as (log-probability, language), best first, and whether it is sure.
+
+        Tuples of numbers and strings, no tensors: the garbage collector stops walking
+        them, so thousands in the cache do not lengthen its pauses.
+        """
         future: Future = Future()
         self.waiting.put((name, future))
         return future.result(timeout=30)
@@ -87,7 +91,7 @@ class Batcher:
                 records = answers(names, names, classify(self.model, names), self.languages, len(self.languages),
                                   self.sure_from)
                 for (_, future), record in zip(batch, records):
-                    future.set_result(record)
+                    future.set_result((tuple(map(tuple, record["result"])), record["sure"]))
             except Exception as error:  # never leave a request waiting forever
                 for _, future in batch:
                     if not future.done():
@@ -125,8 +129,8 @@ class Service:
         except DataError as error:
             raise HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
         explain = flag(query, "explain")
-        ranked = self.ranked(fold(name))
-        record = {"name": raw_name, "normalised": name, "result": ranked["result"][:top], "sure": ranked["sure"]}
+        ranked, sure = self.ranked(fold(name))
+        record = {"name": raw_name, "normalised": name, "result": [list(pair) for pair in ranked[:top]], "sure": sure}
         if explain:
             if self.known is None:
                 raise HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, self.known_error)
