@@ -29,7 +29,7 @@ from data import in_split, load_dataset, load_real_names
 from evaluate import NaiveBayes, evaluate_classifier, report_classifier, sample_quality
 from model import Classifier, Generator, build, generator_batch, load_checkpoint, load_model
 from server import CACHE_SIZE
-from train import CLASSIFIER, GENERATOR, adam, classifier_args, generator_args, training_examples
+from train import CLASSIFIER, GENERATOR, adam, classifier_args, classifier_decay, generator_args, training_examples
 
 ROOT = Path(__file__).resolve().parent
 
@@ -40,6 +40,16 @@ def heading(text: str) -> None:
 
 def verdict(ok: bool) -> str:
     return "meets target" if ok else "MISSES target"
+
+
+def median_wall(command: list[str], runs: int = 5) -> float:
+    """Median wall time of a command run from the project folder, start-up included."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 # ----------------------------------------------------------------------------- training speed
@@ -93,7 +103,7 @@ def training_speed(dataset) -> None:
     n = len(dataset.languages)
     for label, make, loss_of, settings, decay in [
         ("classifier", lambda: Classifier(**classifier_args(CLASSIFIER, n)), classifier_loss, CLASSIFIER,
-         {"ngram_rows.weight": CLASSIFIER["ngram_l2"]}),
+         classifier_decay(CLASSIFIER)),
         ("generator", lambda: Generator(**generator_args(GENERATOR, n)), generator_loss, GENERATOR, {}),
     ]:
         torch.manual_seed(0)
@@ -172,14 +182,6 @@ def prediction_speed(dataset, checkpoint: Path) -> None:
         print(f"predict.py --json -, {label}: {wall:.2f} s wall including start-up, "
               f"{rate:,.0f} names/s (target >= 50,000: {verdict(rate >= 50_000)})")
 
-    def median_wall(command: list[str], runs: int = 5) -> float:
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            subprocess.run(command, cwd=ROOT, capture_output=True, check=True)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
-
     torch_only = median_wall([sys.executable, "-c", "import torch"])
     predict_one = median_wall([sys.executable, "predict.py", "--checkpoint", str(checkpoint), "Hinton"])
     ratio = predict_one / torch_only
@@ -233,17 +235,8 @@ def explanation_figures(dataset, checkpoint: Path) -> None:
     per_name = (time.perf_counter() - start) / len(names)
     print(f"nearest-name index: {len(known.names):,} training names, built in {built:.2f} s, {megabytes:.1f} MiB")
     print(f"explaining {len(names)} test names in one batch: {1000 * per_name:.2f} ms per name")
-
-    def median_wall(args: list[str], runs: int = 5) -> float:
-        times = []
-        for _ in range(runs):
-            begun = time.perf_counter()
-            subprocess.run([sys.executable, "predict.py", "--checkpoint", str(checkpoint), *args], cwd=ROOT,
-                           capture_output=True, check=True)
-            times.append(time.perf_counter() - begun)
-        return statistics.median(times)
-
-    plain, explained = median_wall(["Hinton"]), median_wall(["--explain", "Hinton"])
+    predict = [sys.executable, "predict.py", "--checkpoint", str(checkpoint)]
+    plain, explained = median_wall([*predict, "Hinton"]), median_wall([*predict, "--explain", "Hinton"])
     print(f"python predict.py Hinton: {plain:.2f} s; with --explain (builds the index): {explained:.2f} s "
           f"(median of 5)")
 
