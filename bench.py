@@ -29,7 +29,8 @@ from data import in_split, load_dataset, load_real_names
 from evaluate import NaiveBayes, evaluate_classifier, report_classifier, sample_quality
 from model import Classifier, Generator, build, generator_batch, load_checkpoint, load_model
 from server import CACHE_SIZE
-from train import CLASSIFIER, GENERATOR, adam, classifier_args, classifier_decay, generator_args, training_examples
+from train import (CLASSIFIER, GENERATOR, adam, classifier_args, classifier_decay, generator_args, matmuls,
+                   training_examples)
 
 ROOT = Path(__file__).resolve().parent
 
@@ -54,16 +55,18 @@ def median_wall(command: list[str], runs: int = 5) -> float:
 
 # ----------------------------------------------------------------------------- training speed
 
-def batched_names_per_second(model: torch.nn.Module, loss_of, examples, batch_size: int, seconds: float,
+def batched_names_per_second(model: torch.nn.Module, loss_of, examples, settings: dict, seconds: float,
                              weight_decay: dict[str, float]) -> float:
-    """The default trainer's inner loop: padded batches of similar length, train.py's Adam."""
+    """The default trainer's inner loop: padded batches of similar length, train.py's Adam and precision."""
+    batch_size = settings["batch_size"]
     optimiser = adam(model, 3e-3, weight_decay)
     examples = sorted(examples, key=lambda e: len(e[0]))
     batches = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
     random.Random(0).shuffle(batches)
     done, start = 0, time.perf_counter()
     for batch in batches:
-        loss = loss_of(model, batch)
+        with matmuls(settings["precision"]):
+            loss = loss_of(model, batch)
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -107,7 +110,7 @@ def training_speed(dataset) -> None:
         ("generator", lambda: Generator(**generator_args(GENERATOR, n)), generator_loss, GENERATOR, {}),
     ]:
         torch.manual_seed(0)
-        batched = batched_names_per_second(make(), loss_of, train, settings["batch_size"], 8.0, decay)
+        batched = batched_names_per_second(make(), loss_of, train, settings, 8.0, decay)
         torch.manual_seed(0)
         single = tutorial_names_per_second(make(), loss_of, train, 8.0)
         ratio, target = batched / single, {"classifier": 50, "generator": 25}[label]

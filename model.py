@@ -111,13 +111,30 @@ def load_model(path: str | Path, kind: str) -> tuple[nn.Module, dict]:
     return build(checkpoint), checkpoint
 
 
-class RNNCell(nn.Module):
+class Cell(nn.Module):
+    """What both cells share: a step, and a whole padded batch of names run step by step."""
+
+    input_width = 1  # input projections the cell needs, in units of hidden_size
+
+    def sequence(self, inputs: torch.Tensor, h: torch.Tensor,
+                 lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The state after each step, T of (B, H), from inputs (B, T, W*H) and the first state h (B, H).
+
+        With lengths (B,), a name's state stops changing after its last letter.
+        """
+        shortest = inputs.shape[1] if lengths is None else int(lengths.min())
+        states = []
+        for t, step in enumerate(inputs.unbind(1)):  # once, not inputs[:, t]: backward would zero-fill per step
+            h = self(step, h) if t < shortest else self(step, h, (t < lengths)[:, None])
+            states.append(h)
+        return states
+
+
+class RNNCell(Cell):
     """The tutorial's cell: the new state is tanh of the input plus a linear map of the old state.
 
     Cheap, but gradients fade over long names.
     """
-
-    input_width = 1  # input projections the cell needs, in units of hidden_size
 
     def __init__(self, hidden_size: int):
         super().__init__()
@@ -129,7 +146,7 @@ class RNNCell(nn.Module):
         return new if live is None else torch.where(live, new, h)
 
 
-class GRUCell(nn.Module):
+class GRUCell(Cell):
     """A gated cell: reset and update gates decide how much of the old state to keep.
 
     Gating lets information from a name's first letters survive to its last.
@@ -220,20 +237,13 @@ class Classifier(nn.Module):
         shown = None
         if self.training and self.letter_dropout:  # hide whole letters, so no single one is leaned on
             shown = (torch.rand(letters.shape) >= self.letter_dropout).float()  # (B, T)
-        shortest = int(lengths.min())
         for direction, (rows, cell) in enumerate(zip(self.input_rows, self.cells)):
             backwards = direction == 1
             inputs = rows(reverse_padded(letters, lengths) if backwards else letters)  # (B, T, W*H), before the loop
             if shown is not None:
                 inputs = inputs * (reverse_padded(shown, lengths) if backwards else shown)[..., None]
             h = inputs.new_zeros(letters.shape[0], self.hidden_size)  # (B, H)
-            # unbind once: slicing inputs[:, t] at every step would make backward zero-fill (B, T, W*H) each time
-            for t, step in enumerate(inputs.unbind(1)):
-                if t < shortest:  # every name still reading: no mask needed
-                    h = cell(step, h)
-                else:  # names that have ended keep their final state
-                    h = cell(step, h, (t < lengths)[:, None])
-            finals.append(h)
+            finals.append((cell.sequence(inputs, h, lengths) or [h])[-1])  # an empty name keeps the first state
         return torch.cat(finals, dim=1)
 
 
@@ -273,13 +283,9 @@ class Generator(nn.Module):
         inputs = self.letter_rows(tokens) + self.language_rows(language)[:, None]  # (B, T, W*H)
         first_guess = (self.i2o_letter(tokens) + self.i2o_language(language)[:, None])  # (B, T, N)
         h = inputs.new_zeros(tokens.shape[0], self.hidden_size)  # (B, H)
-        states, previous = [], []
-        for step in inputs.unbind(1):  # once, not inputs[:, t]: see Classifier.state
-            previous.append(h)
-            h = self.cell(step, h)
-            states.append(h)
-        states_t = torch.stack(states, dim=1)  # (B, T, H): the state after each token
-        first_guess = first_guess + self.i2o_hidden(torch.stack(previous, dim=1))  # from the state before it
+        states_t = torch.stack(self.cell.sequence(inputs, h), dim=1)  # (B, T, H): the state after each token
+        previous = torch.cat((h[:, None], states_t[:, :-1]), dim=1)  # (B, T, H): the state before it
+        first_guess = first_guess + self.i2o_hidden(previous)
         logits = self.o2o(self.dropout(torch.cat((states_t, first_guess), dim=2)))  # (B, T, N)
         return F.log_softmax(logits, dim=2)
 

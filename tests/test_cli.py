@@ -9,12 +9,13 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from data import fold, in_split, load_dataset, load_real_names
 from evaluate import DISTINCT_SHARE, NOVEL_SHARE, case_agreement, generator_nll
 from helpers import ROOT, like_a_terminal, run
-from model import CLASSIFIER_PATH, GENERATOR_PATH, N_TOKENS, load_checkpoint, load_model
-from train import fit
+from model import CLASSIFIER_PATH, GENERATOR_PATH, N_TOKENS, Generator, generator_batch, load_checkpoint, load_model
+from train import BF16_NATIVE, fit, matmuls
 
 LINE = re.compile(r"^\((-?\d+\.\d\d)\) ([A-Z][a-z]+)(  \((sure|not sure)\))?$")
 
@@ -134,6 +135,29 @@ def test_fit_keeps_the_best_epoch_when_interrupted():
                   rng=random.Random(0), max_steps=None, log=lambda line: None)
     assert not torch.equal(snapshots[1], snapshots[2])  # training moved the weights after the best epoch
     assert torch.equal(model.weight, snapshots[1]) and history["best_epoch"] == 2
+
+
+@pytest.mark.skipif(not BF16_NATIVE, reason="this CPU has no native bfloat16: training stays float32")
+def test_bf16_matrix_products_give_the_float32_loss_and_float32_gradients():
+    torch.manual_seed(0)
+    model = Generator(N_TOKENS, 3, hidden_size=64).eval()  # no dropout: the same maths both times
+    inputs, targets = generator_batch(["hinton", "abel", "xu"])
+    language = torch.tensor([0, 1, 2])
+
+    def loss_and_grads(precision: str):
+        model.zero_grad()
+        with matmuls(precision):
+            loss = F.nll_loss(model(language, inputs).transpose(1, 2), targets)
+        loss.backward()
+        return loss, [p.grad for p in model.parameters()]
+
+    loss, grads = loss_and_grads("fp32")
+    loss_bf16, grads_bf16 = loss_and_grads("bf16")
+    assert loss_bf16.item() != loss.item()  # the products really ran in bfloat16
+    assert loss_bf16.item() == pytest.approx(loss.item(), rel=0.01)
+    for grad, grad_bf16 in zip(grads, grads_bf16):
+        assert grad_bf16.dtype == torch.float32
+        torch.testing.assert_close(grad_bf16, grad, atol=0.01, rtol=0.05)
 
 
 def test_train_rejects_a_missing_data_folder(tmp_path):

@@ -5,8 +5,9 @@ import torch
 
 from answers import NearestNames, answers, explanations
 from data import ALPHABET, Dataset, case_pattern, learn_casing, learn_shortest, pad_batch, write_as_data_set
-from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, RNNCell, classify, beam_search,
-                   generator_batch, invent, ngram_ids, load_checkpoint, load_model, sample, save_checkpoint)
+from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, RNNCell, classify,
+                   beam_search, generator_batch, invent, ngram_ids, load_checkpoint, load_model, sample,
+                   save_checkpoint)
 
 NAMES = ["Li", "Hinton", "Abramovich-Smith", "O'Neil", "Nakamura", "Xu", "de la Cruz"]
 
@@ -286,6 +287,20 @@ def test_the_hand_built_gru_cell_equals_torch_gru_cell_in_values_and_gradients()
     (theirs * torch.arange(6.0)).sum().backward()
     torch.testing.assert_close(ours_grad[0], h.grad)
     torch.testing.assert_close(ours_grad[1], reference.weight_hh.grad)
+
+
+@pytest.mark.parametrize("cell_type", [GRUCell, RNNCell])
+def test_a_sequence_is_the_cells_steps_and_an_ended_name_keeps_its_state(cell_type):
+    torch.manual_seed(0)
+    cell = cell_type(4)
+    inputs, h = torch.randn(3, 5, cell_type.input_width * 4), torch.randn(3, 4)
+    states = torch.stack(cell.sequence(inputs, h, torch.tensor([5, 2, 4])), dim=1)
+    for row, length in enumerate([5, 2, 4]):
+        state = h[row:row + 1]
+        for t in range(length):
+            state = cell(inputs[row:row + 1, t], state)
+            torch.testing.assert_close(states[row, t], state[0])
+        assert torch.equal(states[row, length - 1:], states[row, length - 1].expand(5 - length + 1, 4))
 
 
 def test_ngram_ids_mark_the_edges_and_pad_past_the_end():
