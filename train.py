@@ -117,6 +117,8 @@ def fit(model: torch.nn.Module, train: list, loss_of, validate, epochs: int, lr:
     an L2 penalty, applied inside the optimiser's step; precision goes to `matmuls`.
     """
     optimiser = adam(model, lr, weight_decay or {})
+    if precision == "bf16" and not BF16_NATIVE:
+        log("this CPU has no native bfloat16: training in float32")
     total_steps = min(epochs * math.ceil(len(train) / batch_size), max_steps or math.inf)
     history = {"train": [], "validation": []}
     best = {"score": -math.inf, "state": None, "epoch": 0}
