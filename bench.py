@@ -202,9 +202,10 @@ def generator_figures(dataset, classifier: Classifier, generator_checkpoint: dic
           f"{metrics['test_nll_first_letter_scored']:.3f} with the first letter scored too")
     generator = build(generator_checkpoint)
     casing, shortest, top_k = (generator_checkpoint[key] for key in ("casing", "shortest", "top_k"))
+    known = set(generator_checkpoint["known_names"])  # every name it trained on
     real = evaluate_classifier(classifier, dataset.split("test"), len(dataset.languages))["balanced_accuracy"]
     default = generator_checkpoint["temperature"]
-    quality = sample_quality(generator, classifier, dataset, default, casing, shortest, top_k)
+    quality = sample_quality(generator, classifier, dataset, known, default, casing, shortest, top_k)
     print(f"\n100 samples per language at the default temperature {default:.2f} and top-k {top_k} "
           "(no start letters):")
     print(f"{'language':<12} {'ended':>6} {'novel':>6} {'distinct':>8} {'judged as asked':>15} {'cased':>6}")
@@ -220,7 +221,7 @@ def generator_figures(dataset, classifier: Classifier, generator_checkpoint: dic
     print(f"\nby temperature, top-k {top_k} (pooled over languages):")
     print(f"{'temperature':>11} {'judged as asked':>15} {'novel':>6} {'distinct':>8} {'ended':>6} {'cased':>6}")
     for tenths in range(5, 11):
-        row = sample_quality(generator, classifier, dataset, tenths / 10, casing, shortest, top_k)["pooled"]
+        row = sample_quality(generator, classifier, dataset, known, tenths / 10, casing, shortest, top_k)["pooled"]
         print(f"{tenths / 10:>11.1f} {row['judged']:>15.3f} {row['novel']:>6.3f} {row['distinct']:>8.3f} "
               f"{row['ended']:>6.3f} {row['cased']:>6.3f}")
 

@@ -231,6 +231,14 @@ def case_pattern(name: str) -> str:
     return "".join("X" if c.isupper() else "x" if c.islower() else c for c in name)
 
 
+def case_patterns(dataset: Dataset) -> list[set[str]]:
+    """Per language index, the capitalisation patterns of its data-set names: the shapes a generated name may take."""
+    patterns: list[set[str]] = [set() for _ in dataset.languages]
+    for name, label in dataset.pairs:
+        patterns[label].add(case_pattern(name))
+    return patterns
+
+
 def learn_casing(dataset: Dataset) -> dict[str, str]:
     """Per language, the characters after which the data set writes a capital: `'` in Irish (O'Neil).
 

@@ -11,7 +11,7 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
-from data import Dataset, case_pattern, in_split, write_as_data_set
+from data import Dataset, case_pattern, case_patterns, in_split, write_as_data_set
 from model import Classifier, Generator, classify, generator_batch, sample
 
 CALIBRATION_BINS = 15  # equal-width bins over the top probability, as the usual ECE
@@ -248,20 +248,19 @@ def generator_nll(model: Generator, examples: list[tuple[str, int]], first_lette
     return total / max(count, 1)
 
 
-def sample_quality(generator: Generator, classifier: Classifier, dataset: Dataset, temperature: float,
-                   casing: dict[str, str], shortest: dict[str, int], top_k: int = 0, per_language: int = 100,
-                   max_length: int = 20, seed: int = 1337) -> dict:
+def sample_quality(generator: Generator, classifier: Classifier, dataset: Dataset, known: set[str],
+                   temperature: float, casing: dict[str, str], shortest: dict[str, int], top_k: int = 0,
+                   per_language: int = 100, max_length: int = 20, seed: int = 1337) -> dict:
     """How 100 free samples per language fare: ended, novel, distinct, judged as the asked language, cased.
+
+    "novel" is the share not in known, the folded names the generator trained on.
 
     "judged" is the share the classifier assigns to the requested language; its mean
     over languages is the classifier's balanced accuracy on generated names. "cased" is
     the share written in a capitalisation pattern that the language's data-set names use.
     """
     rng = torch.Generator().manual_seed(seed)
-    known = dataset.folded_names()
-    patterns = [set() for _ in dataset.languages]
-    for name, label in dataset.pairs:
-        patterns[label].add(case_pattern(name))
+    patterns = case_patterns(dataset)
     counts = {}
     for index, language in enumerate(dataset.languages):
         samples = sample(generator, index, [""] * per_language, temperature, top_k, max_length, rng,
@@ -282,8 +281,9 @@ def sample_quality(generator: Generator, classifier: Classifier, dataset: Datase
     return {"languages": table, "pooled": pooled}
 
 
-def choose_temperature(generator: Generator, classifier: Classifier, dataset: Dataset, casing: dict[str, str],
-                       shortest: dict[str, int], top_k: int = 0, log=print) -> tuple[float, list[dict]]:
+def choose_temperature(generator: Generator, classifier: Classifier, dataset: Dataset, known: set[str],
+                       casing: dict[str, str], shortest: dict[str, int], top_k: int = 0,
+                       log=print) -> tuple[float, list[dict]]:
     """The lowest temperature (0.5 to 1.0, steps of 0.05) whose samples are varied enough:
     at least NOVEL_SHARE new to the data set and DISTINCT_SHARE distinct; 1.0 if none is.
 
@@ -296,7 +296,7 @@ def choose_temperature(generator: Generator, classifier: Classifier, dataset: Da
     rows = []
     for twentieths in range(10, 21):
         temperature = twentieths / 20
-        pooled = sample_quality(generator, classifier, dataset, temperature, casing, shortest, top_k)["pooled"]
+        pooled = sample_quality(generator, classifier, dataset, known, temperature, casing, shortest, top_k)["pooled"]
         rows.append({"temperature": temperature, **pooled})
         log(f"temperature {temperature:.2f}: judged as asked {pooled['judged']:.3f} novel {pooled['novel']:.3f} "
             f"distinct {pooled['distinct']:.3f} ended {pooled['ended']:.3f} cased {pooled['cased']:.3f}")

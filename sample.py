@@ -3,7 +3,7 @@
     python sample.py Russian RUS             # three names, starting R, U and S
     python sample.py german -n 10            # ten names; the model picks the first letters
     python sample.py Russian --prefix iva    # names that begin with Iva
-    python sample.py Italian -n 5 --novel    # only names that are not in the data set
+    python sample.py Italian -n 5 --novel    # only names the model did not train on
     python sample.py Irish --beam 5          # the five likeliest names, with their log-probabilities
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"(default: {DEFAULT_SAMPLES})")
     parser.add_argument("--prefix", default="", help="every name begins with these letters, any case; the model "
                         "continues from the state they leave (instead of start letters)")
-    parser.add_argument("--novel", action="store_true", help="only names that are not in the data set the model "
-                             "learnt from; fewer names, and a note on stderr, if it cannot find enough")
+    parser.add_argument("--novel", action="store_true", help="only names the model did not train on (the data set's "
+                             "and the real surnames'); fewer names, and a note on stderr, if it cannot find enough")
     parser.add_argument("--temperature", type=float, help=f"{TEMPERATURE_RANGE[0]} to {TEMPERATURE_RANGE[1]}: "
                         "divides the model's scores before drawing; lower gives safer, more typical names "
                         "(default: chosen at training, in the checkpoint)")

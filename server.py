@@ -40,7 +40,7 @@ ENDPOINTS = {
     "GET /<name>": f"languages for a surname, best first; ?n=1..number of languages (default {DEFAULT_TOP}); "
                    "\"sure\" says whether the top one can be trusted; ?explain=1 adds letter scores and similar names",
     "GET /sample/<Language>": f"invented names; ?start=RUS (one per letter) or ?n=1..{MAX_SAMPLES}, ?prefix=Iva, "
-                              "&temperature=, &top_k=, &seed=, &novel=1 (only names new to the data set), "
+                              "&temperature=, &top_k=, &seed=, &novel=1 (only names it did not train on), "
                               f"&beam=1..{MAX_BEAM} (the likeliest names, [log-probability, name]), &greedy=1",
     "GET /api/languages": "the languages both models know",
     "GET /api/limits": "the limits on names, counts, temperature and seed",

@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data import fold, in_split, load_dataset, load_real_names
+from data import Dataset, fold, in_split, load_dataset, load_real_names
 from evaluate import DISTINCT_SHARE, NOVEL_SHARE, case_agreement, generator_nll
 from helpers import ROOT, like_a_terminal, run
 from model import CLASSIFIER_PATH, GENERATOR_PATH, N_TOKENS, Generator, generator_batch, load_checkpoint, load_model
-from train import BF16_NATIVE, fit, matmuls
+from train import BF16_NATIVE, draw_share, fit, generator_examples, matmuls
 
 LINE = re.compile(r"^\((-?\d+\.\d\d)\) ([A-Z][a-z]+)(  \((sure|not sure)\))?$")
 
@@ -160,6 +160,23 @@ def test_bf16_matrix_products_give_the_float32_loss_and_float32_gradients():
         torch.testing.assert_close(grad_bf16, grad, atol=0.01, rtol=0.05)
 
 
+def test_each_epoch_draws_its_share_of_the_extra_names_at_a_matching_weight():
+    examples = [(f"name{i}", 0, 0.3) for i in range(10_000)]
+    drawn = draw_share(examples, 0.25, random.Random(0))
+    assert len(drawn) == pytest.approx(2_500, rel=0.05) and {weight for _, _, weight in drawn} == {0.3 / 0.25}
+    assert {name for name, _, _ in drawn} != {name for name, _, _ in draw_share(examples, 0.25, random.Random(1))}
+    assert draw_share(examples, 1.0, random.Random(0)) == examples
+
+
+def test_the_generator_learns_only_real_names_in_shapes_its_language_uses():
+    dataset = Dataset(["Dutch"], [("Bakker", 0), ("Van Dijk", 0), ("Mulder", 0)])
+    real = [(name, 0) for name in ["Van Dorp", "Van Gent", "Te Boelsen", "Pieterszoon", "Smit", "Ter Horst"]]
+    data_set_names, extra = generator_examples(dataset, real, 0.15)
+    assert {name for name, _, _ in extra} == {"Van Dorp", "Van Gent"}  # Xxx Xxxx, as Van Dijk: the train part's
+    assert all(weight == 0.15 for _, _, weight in extra)
+    assert generator_examples(dataset, real, 0)[1] == []
+
+
 def test_train_rejects_a_missing_data_folder(tmp_path):
     result = run("train.py", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path))
     assert result.returncode == 2
@@ -264,7 +281,11 @@ def test_sample_prefix_novel_beam_and_top_k(trained):
     assert len(names) == 4 and all(name.startswith("Iva") for name in names)
     assert names == run("sample.py", "--checkpoint", generator, "Russian", "--prefix", "Iva", "-n", "4", "--seed",
                         "3").stdout.splitlines()
-    known = {fold(name) for name, _ in load_dataset().pairs}
+    dataset = load_dataset()
+    known = set(load_checkpoint(generator, "generator")["known_names"])  # the data set and the real names it trained on
+    data_set = {fold(name) for name, _ in dataset.pairs}
+    real_train = {fold(name) for name, _ in in_split(load_real_names(dataset), "train")}
+    assert data_set <= known <= data_set | real_train and known - data_set
     novel = run("sample.py", "--checkpoint", generator, "Italian", "-n", "20", "--novel", "--seed", "4")
     assert novel.returncode == 0 and novel.stdout.splitlines()
     assert not {fold(name) for name in novel.stdout.splitlines()} & known
@@ -340,7 +361,7 @@ def test_predict_explain_in_text_and_json(trained):
 
 
 @pytest.mark.parametrize("flags", [["--top-k", "61"], ["--lr", "0"], ["--dropout", "1"], ["--epochs", "0"],
-                                   ["--ngram-buckets", "-1"], ["--real-weight", "11"]])
+                                   ["--ngram-buckets", "-1"], ["--real-weight", "11"], ["--real-share", "0"]])
 def test_train_refuses_bad_settings_in_one_line(tmp_path, flags):
     result = run("train.py", "--dry-run", "--out", str(tmp_path / "out"), *flags)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and flags[0] in result.stderr
