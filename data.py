@@ -239,6 +239,11 @@ def case_patterns(dataset: Dataset) -> list[set[str]]:
     return patterns
 
 
+def in_shape(folded: str, capital_after: str, patterns: set[str]) -> bool:
+    """Whether a folded name, written as the data set writes its language, takes a pattern of that language's."""
+    return case_pattern(write_as_data_set(folded, capital_after)) in patterns
+
+
 def learn_casing(dataset: Dataset) -> dict[str, str]:
     """Per language, the characters after which the data set writes a capital: `'` in Irish (O'Neil).
 

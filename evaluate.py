@@ -11,7 +11,7 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
-from data import Dataset, case_pattern, case_patterns, in_split, write_as_data_set
+from data import Dataset, case_patterns, in_shape, in_split
 from model import Classifier, Generator, classify, generator_batch, sample
 
 CALIBRATION_BINS = 15  # equal-width bins over the top probability, as the usual ECE
@@ -266,13 +266,12 @@ def sample_quality(generator: Generator, classifier: Classifier, dataset: Datase
         samples = sample(generator, index, [""] * per_language, temperature, top_k, max_length, rng,
                          shortest[language])
         names = [name for name, _ in samples]
-        written = [write_as_data_set(name, casing[language]) for name in names]
         counts[language] = {
             "ended": sum(e for _, e in samples),
             "novel": sum(n not in known for n in names),
             "distinct": len(set(names)),
             "judged": int((classify(classifier, names).argmax(1) == index).sum()),
-            "cased": sum(case_pattern(name) in patterns[index] for name in written),
+            "cased": sum(in_shape(name, casing[language], patterns[index]) for name in names),
         }
     # shares from whole counts, so that e.g. 1,440 novel of 1,800 is exactly 0.8
     table = {language: {key: n / per_language for key, n in row.items()} for language, row in counts.items()}

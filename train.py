@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, SPLIT_RULE, TOP_K_RANGE, ArgumentParser, DataError, Dataset,
-                  case_pattern, case_patterns, fold, in_split, learn_casing, learn_shortest, load_dataset,
-                  load_real_names, write_as_data_set)
+                  case_patterns, fold, in_shape, in_split, learn_casing, learn_shortest, load_dataset,
+                  load_real_names)
 from evaluate import (choose_temperature, evaluate_classifier, fit_temperature, generator_nll, headline, reliability,
                       report_classifier, sure_threshold)
 from model import (CHECKPOINT_DIR, N_TOKENS, CheckpointError, Classifier, Generator, generator_batch, invent,
@@ -311,11 +311,12 @@ def generator_examples(dataset: Dataset, real: list[tuple[str, int]], real_weigh
     use: without this it learnt `Ten Hensmans` and ten-letter Portuguese names, which the
     data set never writes (capitalisation share 0.984 against 0.999).
     """
+    data_set = [(name, label, 1.0) for name, label in dataset.split("train")]
+    if real_weight <= 0:
+        return data_set, []
     casing, patterns = learn_casing(dataset), case_patterns(dataset)
-    shaped = [(name, label) for name, label in in_split(real, "train")
-              if case_pattern(write_as_data_set(fold(name), casing[dataset.languages[label]])) in patterns[label]]
-    return ([(name, label, 1.0) for name, label in dataset.split("train")],
-            [(name, label, real_weight) for name, label in shaped] if real_weight > 0 else [])
+    return data_set, [(name, label, real_weight) for name, label in in_split(real, "train")
+                      if in_shape(fold(name), casing[dataset.languages[label]], patterns[label])]
 
 
 def train_generator(dataset: Dataset, real: list[tuple[str, int]], settings: dict, seed: int,
