@@ -9,6 +9,7 @@ import argparse
 import json
 import re
 import string
+import unicodedata
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +68,10 @@ def normalise(text: str) -> str:
     Transliteration keeps what accent stripping loses: `Strauß` -> `Strauss`,
     `Иванов` -> `Ivanov`. Cyrillic soft and hard signs are written as the data set
     writes them (`Васильев` -> `Vasiliev`, not `Vasil'ev`). Whitespace of any kind
-    becomes single spaces.
+    becomes single spaces. Symbols and numbers are dropped before transliteration, which
+    would spell them out: `Hinton😀` is `Hinton`, not `Hintongrinning`; `©` is nothing, not `C`.
     """
+    text = "".join(c for c in text if c.isspace() or unicodedata.category(c)[0] in "LMPZ")
     text = _SOFT_SIGN_BEFORE_VOWEL.sub("и", text)
     ascii_text = anyascii(re.sub("[ьЬъЪ]", "", text))
     ascii_text = "".join(" " if c.isspace() else c for c in ascii_text)

@@ -19,13 +19,17 @@ from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, DataError, find_language,
     ("  de\u00a0la   Cruz ", "de la Cruz"),
     ("Smith/Jones1:", "SmithJones"),
     ("123", ""),
+    ("Hinton😀", "Hinton"),  # symbols are dropped, not spelt out ("grinning")
+    ("©Ⅻ½", ""),
+    ("O’Neil", "O'Neil"),
+    ("𝐇𝐢𝐧𝐭𝐨𝐧", "Hinton"),
 ])
 def test_normalise(text, expected):
     assert normalise(text) == expected
     assert all(c in ALPHABET for c in normalise(text))
 
 
-@pytest.mark.parametrize("text", ["", "123", " - ", "'"])
+@pytest.mark.parametrize("text", ["", "123", " - ", "'", "😀"])
 def test_a_name_without_letters_is_refused(text):
     with pytest.raises(DataError, match="no letters"):
         usable_name(text)
