@@ -404,9 +404,9 @@ def train_both(dataset: Dataset, real: list[tuple[str, int]], args: argparse.Nam
                out: Path) -> tuple[Classifier, tuple[Generator, dict]]:
     """The classifier here and the generator in a second process, one thread each, side by side.
 
-    Their small tensors leave a second thread mostly idle: on two cores the pair finishes
-    in about 130 s, against 187 s one after the other with two threads each. Ctrl-C
-    stops both, and each keeps the best weights it has seen.
+    Their small tensors leave a second thread mostly idle: on two cores the pair took 130 s
+    this way against 187 s one after the other with two threads each, when it was first
+    measured. Ctrl-C stops both, and each keeps the best weights it has seen.
     """
     settings = settings_for(GENERATOR, args)
     print(f"training the generator in a second process, beside the classifier: {settings}")
