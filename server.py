@@ -36,6 +36,8 @@ SOCKET_TIMEOUT = 10  # seconds a stalled client may hold its connection
 LISTEN_BACKLOG = 1024  # connections the kernel may hold before accept(); Python's default of 5 drops crowds
 MAX_REQUEST_BODY = 64 * 1024  # a GET body up to this is read and ignored; a larger or chunked one closes
 CACHE_SIZE = 5_000  # distinct names whose answers are kept (about 14 MB when full): a repeated name is classified once
+PREDICT_QUERY = ("n", "explain")  # the query parameters each endpoint takes; any other is a 400
+SAMPLE_QUERY = ("start", "prefix", "n", "temperature", "top_k", "seed", "novel", "beam", "greedy")
 ENDPOINTS = {
     "GET /<name>": f"languages for a surname, best first; ?n=1..number of languages (default {DEFAULT_TOP}); "
                    "\"sure\" says whether the top one can be trusted; ?explain=1 adds letter scores and similar names",
@@ -153,6 +155,15 @@ class Service:
             return invented(self.generator, self.generator_checkpoint, request)
 
 
+def known_only(query: dict[str, list[str]], known: tuple[str, ...], endpoint: str) -> dict[str, list[str]]:
+    """The query, if it asks only for what endpoint takes: a misspelt `?temp=0.5` is a 400, not silently ignored."""
+    unknown = [key for key in query if key not in known]
+    if unknown:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"unknown query parameter {unknown[0]!r}; {endpoint} takes "
+                                                f"{', '.join(known)}")
+    return query
+
+
 def single(query: dict[str, list[str]], key: str, default: str) -> str:
     values = query.get(key)
     if values is None:
@@ -247,9 +258,9 @@ class Handler(BaseHTTPRequestHandler):
         if segments == ["api", "health"]:
             return {"status": "ok", "languages": len(self.service.languages)}
         if len(segments) == 2 and segments[0] == "sample" and segments[1]:
-            return self.service.sample(segments[1], query)
+            return self.service.sample(segments[1], known_only(query, SAMPLE_QUERY, "/sample/<Language>"))
         if len(segments) == 1 and segments[0] != "favicon.ico":
-            return self.service.predict(segments[0], query)
+            return self.service.predict(segments[0], known_only(query, PREDICT_QUERY, "/<name>"))
         raise HTTPError(HTTPStatus.NOT_FOUND, f"no such endpoint: {url.path}; see GET /")
 
     def wants_html(self) -> bool:

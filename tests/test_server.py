@@ -62,11 +62,19 @@ def test_sample_and_languages(server):
     ("/sample/Russian?n=" + str(MAX_SAMPLES + 1), 400), ("/sample/Russian?seed=" + str(2**64), 400),
     ("/Hinton?n=abc", 400), ("/%FF%FE", 400), ("/sample/Russian?start=R1", 400), ("/sample/Russian?n=0", 400),
     ("/sample/Russian?temperature=nan", 400), ("/sample/Russian?temperature=-1", 400), ("/sample/Russian?seed=x", 400),
+    ("/Hinton?top=5", 400), ("/sample/Russian?temp=0.5", 400), ("/sample/Russian?n=2&max_length=5", 400),
     ("/sample/Klingon", 404), ("/a/b/c", 404), ("/api/nothing", 404), ("/favicon.ico", 404),
 ])
 def test_errors_are_json(server, path, status):
     got, body = get_json(server, path)
     assert got == status and isinstance(body["error"], str) and body["error"]
+
+
+def test_an_unknown_query_parameter_is_named_with_what_the_endpoint_takes(server):
+    status, body = get_json(server, "/sample/Russian?temp=0.5")
+    assert status == 400 and "'temp'" in body["error"] and "temperature" in body["error"]
+    status, body = get_json(server, "/Hinton?explain=0&n=2")
+    assert status == 200 and len(body["result"]) == 2
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "BREW"])
