@@ -68,14 +68,22 @@ def normalise(text: str) -> str:
     Transliteration keeps what accent stripping loses: `Strauß` -> `Strauss`,
     `Иванов` -> `Ivanov`. Cyrillic soft and hard signs are written as the data set
     writes them (`Васильев` -> `Vasiliev`, not `Vasil'ev`). Whitespace of any kind
-    becomes single spaces. Symbols and numbers are dropped before transliteration, which
-    would spell them out: `Hinton😀` is `Hinton`, not `Hintongrinning`; `©` is nothing, not `C`.
+    becomes single spaces. Symbols and numbers that transliteration would spell out are
+    dropped first: `Hinton😀` is `Hinton`, not `Hintongrinning`; `©` is nothing, not `C`;
+    while `O´Neil` and `Smith−Jones` keep their apostrophe and hyphen.
     """
-    text = "".join(c for c in text if c.isspace() or unicodedata.category(c)[0] in "LMPZ")
+    if not text.isascii():
+        text = "".join(c for c in text if not _spelt_out(c))
     text = _SOFT_SIGN_BEFORE_VOWEL.sub("и", text)
     ascii_text = anyascii(re.sub("[ьЬъЪ]", "", text))
     ascii_text = "".join(" " if c.isspace() else c for c in ascii_text)
     return _SPACES.sub(" ", _NOT_ALLOWED.sub("", ascii_text)).strip()
+
+
+def _spelt_out(c: str) -> bool:
+    """A symbol, number or control character that transliteration writes with letters or digits (`😀` ->
+    `:grinning:`, `Ⅻ` -> `XII`): not part of a name."""
+    return unicodedata.category(c)[0] in "SNC" and any(ch.isalnum() for ch in anyascii(c))
 
 
 def fold(name: str) -> str:

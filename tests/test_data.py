@@ -23,6 +23,8 @@ from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, DataError, find_language,
     ("©Ⅻ½", ""),
     ("O’Neil", "O'Neil"),
     ("𝐇𝐢𝐧𝐭𝐨𝐧", "Hinton"),
+    ("O´Neil", "O'Neil"),  # a symbol written as punctuation stays
+    ("Smith−Jones", "Smith-Jones"),
 ])
 def test_normalise(text, expected):
     assert normalise(text) == expected
