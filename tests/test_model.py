@@ -51,6 +51,23 @@ def test_teacher_forcing_matches_step_by_step():
         torch.testing.assert_close(step, whole[:, t], atol=1e-5, rtol=0)
 
 
+def test_while_training_the_generator_drops_the_same_features_at_every_letter_of_a_name():
+    torch.manual_seed(0)
+    model = Generator(N_TOKENS, 4, hidden_size=16, dropout=0.5).train()
+    seen = []
+    model.o2o.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    inputs, _ = generator_batch(["Hinton", "Ivanov", "Li"])
+    model(torch.tensor([1, 2, 3]), inputs)
+    dropped = seen[0] == 0  # (B, T, H + N): where a feature was dropped
+    assert dropped.any() and not dropped.all()
+    assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))  # the same features at every letter
+    assert not torch.equal(dropped[0], dropped[1])  # and a mask of its own for each name
+    model.eval()
+    seen.clear()
+    model(torch.tensor([1, 2, 3]), inputs)
+    assert not (seen[0] == 0).any()  # nothing dropped when not training
+
+
 def make_generator():
     torch.manual_seed(0)
     return Generator(N_TOKENS, 4, hidden_size=16).eval()
