@@ -109,16 +109,18 @@ def invented(model: Generator, checkpoint: dict, request: SampleRequest) -> dict
     pairs, best first, for each prefix in turn.
     """
     language = checkpoint["languages"][request.language]
-    capital_after, shortest = checkpoint["casing"].get(language, ""), checkpoint["shortest"].get(language, 1)
+    capital_after = checkpoint["casing"].get(language, "")
+    shortest, longest = checkpoint["lengths"].get(language, (1, request.max_length))
+    max_length = min(request.max_length, max(longest, *map(len, request.prefixes)))  # a prefix is never cut
     if request.beam:
         names = [[round(log_prob, 4), write_as_data_set(name, capital_after)]
                  for prefix in request.prefixes
-                 for name, log_prob in beam_search(model, request.language, prefix, request.beam, request.max_length,
+                 for name, log_prob in beam_search(model, request.language, prefix, request.beam, max_length,
                                                    shortest)]
         return {"language": language, "names": names}
     avoid = set(checkpoint["known_names"]) if request.novel else None
     names = invent(model, request.language, request.prefixes, request.temperature, capital_after, request.top_k,
-                   request.max_length, request.seed, avoid, shortest)
+                   max_length, request.seed, avoid, shortest)
     answer = {"language": language, "names": names}
     if len(names) < len(request.prefixes):
         answer["note"] = (f"only {len(names)} of {len(request.prefixes)} names are new to the data set: "

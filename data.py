@@ -272,17 +272,18 @@ def learn_casing(dataset: Dataset) -> dict[str, str]:
             for index, language in enumerate(dataset.languages)}
 
 
-def learn_shortest(dataset: Dataset) -> dict[str, int]:
-    """Per language, the length of its shortest data-set name: the generator ends no name sooner.
+def learn_lengths(dataset: Dataset) -> dict[str, list[int]]:
+    """Per language, the lengths of its shortest and longest data-set names: the generator writes none shorter or
+    longer.
 
-    The data set has no one-letter Korean or three-letter Greek surnames, so neither
-    should the generator (`S`, `Cros`).
+    The data set has no one-letter Korean or three-letter Greek surnames, and no Scottish
+    name of more than ten letters, so neither should the generator (`S`, `Cros`, `Stilliamson`).
     """
-    shortest: dict[str, int] = {}
+    lengths: dict[str, list[int]] = {}
     for name, label in dataset.pairs:
-        language = dataset.languages[label]
-        shortest[language] = min(shortest.get(language, len(name)), len(name))
-    return shortest
+        shortest, longest = lengths.setdefault(dataset.languages[label], [len(name), len(name)])
+        lengths[dataset.languages[label]] = [min(shortest, len(name)), max(longest, len(name))]
+    return lengths
 
 
 def write_as_data_set(folded: str, capital_after: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data import Dataset, fold, in_split, load_dataset, load_real_names
+from data import Dataset, fold, in_split, learn_lengths, load_dataset, load_real_names
 from evaluate import DISTINCT_SHARE, NOVEL_SHARE, case_agreement, generator_nll
 from helpers import ROOT, like_a_terminal, run
 from model import CLASSIFIER_PATH, GENERATOR_PATH, N_TOKENS, Generator, generator_batch, load_checkpoint, load_model
@@ -28,11 +28,11 @@ def test_training_writes_checkpoints_and_plots(trained):
     assert checkpoint["languages"] == load_dataset().languages
     assert "crc32" in checkpoint["split_rule"]
     generator = load_checkpoint(trained / "generator.pt", "generator")
-    # temperatures from 0.5 up in steps of 0.05 until samples are novel and distinct enough, at most 1.0
+    # temperatures from 0.5 up in steps of 0.1 until samples are novel and distinct enough, at most 1.5
     table = generator["temperature_table"]
-    assert [row["temperature"] for row in table] == [t / 20 for t in range(10, 10 + len(table))]
+    assert [row["temperature"] for row in table] == [t / 10 for t in range(5, 5 + len(table))]
     varied = [row["novel"] >= NOVEL_SHARE and row["distinct"] >= DISTINCT_SHARE for row in table]
-    assert not any(varied[:-1]) and (varied[-1] or table[-1]["temperature"] == 1.0)
+    assert not any(varied[:-1]) and (varied[-1] or table[-1]["temperature"] == 1.5)
     assert generator["temperature"] == table[-1]["temperature"]
 
 
@@ -303,6 +303,18 @@ def test_sample_prefix_novel_beam_and_top_k(trained):
                           "--top-k", str(top_k)).stdout  # the checkpoint's top-k unless one is given
     assert default != run("sample.py", "--checkpoint", generator, "German", "-n", "12", "--seed", "6",
                           "--top-k", "0").stdout
+
+
+def test_samples_are_no_longer_than_the_languages_longest_name_but_keep_a_longer_prefix(trained):
+    generator = str(trained / "generator.pt")
+    longest = learn_lengths(load_dataset())["Vietnamese"][1]  # six letters: Nguyen
+    hot = run("sample.py", "--checkpoint", generator, "Vietnamese", "-n", "30", "--temperature", "2", "--seed", "1")
+    assert hot.returncode == 0 and max(len(name) for name in hot.stdout.splitlines()) <= longest
+    beam = run("sample.py", "--checkpoint", generator, "Vietnamese", "N", "--beam", "5").stdout.splitlines()
+    assert max(len(BEAM_LINE.match(line).group(2)) for line in beam) <= longest
+    long_prefix = "Nguyenvan"
+    kept = run("sample.py", "--checkpoint", generator, "Vietnamese", "--prefix", long_prefix, "-n", "2", "--seed", "1")
+    assert kept.stdout.splitlines() == [long_prefix] * 2
 
 
 def test_sample_errors(trained, tmp_path):

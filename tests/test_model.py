@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from answers import NearestNames, answers, explanations
-from data import ALPHABET, Dataset, case_pattern, learn_casing, learn_shortest, pad_batch, write_as_data_set
-from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, RNNCell, classify,
-                   beam_search, generator_batch, invent, ngram_ids, load_checkpoint, load_model, sample,
+from data import ALPHABET, Dataset, case_pattern, learn_casing, learn_lengths, pad_batch, write_as_data_set
+from evaluate import fit_counts_share, generator_nll
+from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, LetterCounts, RNNCell,
+                   classify, beam_search, generator_batch, invent, ngram_ids, load_checkpoint, load_model, sample,
                    save_checkpoint)
 
 NAMES = ["Li", "Hinton", "Abramovich-Smith", "O'Neil", "Nakamura", "Xu", "de la Cruz"]
@@ -41,14 +42,63 @@ def test_generator_batch_targets():
 
 def test_teacher_forcing_matches_step_by_step():
     torch.manual_seed(0)
-    model = Generator(N_TOKENS, 4, hidden_size=16).eval()
-    inputs, _ = generator_batch(["Hinton", "Li"])
-    language = torch.tensor([1, 3])
-    whole = model(language, inputs)
-    h = model.initial_state(2)
-    for t in range(inputs.shape[1]):
-        step, h = model.step(language, inputs[:, t], h)
-        torch.testing.assert_close(step, whole[:, t], atol=1e-5, rtol=0)
+    model = Generator(N_TOKENS, 4, hidden_size=16, count_order=3).eval()
+    inputs, targets = generator_batch(["Hinton", "Li", "Hinds"])
+    language = torch.tensor([1, 3, 1])
+    model.counts.fill(language, inputs, targets, torch.tensor([1.0, 1.0, 0.3]))
+    for share in (0.0, 0.4):  # the network alone, then mixed with the letter counts
+        model.counts_share.fill_(share)
+        whole = model(language, inputs)
+        h = model.initial_state(3)
+        for t in range(inputs.shape[1]):
+            step, h = model.step(language, inputs[:, :t + 1], h)
+            torch.testing.assert_close(step, whole[:, t], atol=1e-5, rtol=0)
+
+
+def counted(names: list[str], languages: list[int], weights: list[float], order: int = 3) -> LetterCounts:
+    counts = LetterCounts(N_TOKENS, 4, order, 0.6, 0)
+    inputs, targets = generator_batch(names)
+    counts.fill(torch.tensor(languages), inputs, targets, torch.tensor(weights))
+    return counts
+
+
+def test_letter_counts_read_the_tokens_up_to_each_position():
+    a, b = ALPHABET.index("a"), ALPHABET.index("b")
+    contexts = LetterCounts(N_TOKENS, 4, 3, 0.6, 0).contexts(torch.tensor([[SOS, a, b]]))
+    assert contexts.tolist() == [[[-1, SOS], [SOS, a], [a, b]]]
+
+
+def test_letter_counts_give_a_distribution_after_any_history():
+    counts = counted(["Hinton", "Hinds", "Li", "Lin"], [1, 1, 3, 3], [1.0, 0.3, 1.0, 0.15])
+    histories, _ = generator_batch(["Hin", "Hinx", "Li", "Q", ""])  # seen, half seen, light weights, unseen, none
+    for language in range(4):
+        probs = counts(torch.full(histories.shape, language), counts.contexts(histories))  # (5, T, N)
+        torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:2]))
+        assert (probs[..., SOS] == 0).all() and (probs[..., :SOS] > 0).all()
+
+
+def test_letter_counts_favour_what_followed_a_history_in_that_language():
+    counts = counted(["Hinton", "Hinds"], [1, 1], [1.0, 1.0])
+    history, _ = generator_batch(["Hin"])
+    after_hin = counts(torch.tensor([[1, 1, 1, 1]]), counts.contexts(history))[0, -1]  # after "^hin" in language 1
+    t, d = ALPHABET.index("t"), ALPHABET.index("d")
+    assert after_hin[t] == after_hin[d] == after_hin.max() > 0.25
+    elsewhere = counts(torch.tensor([[2, 2, 2, 2]]), counts.contexts(history))[0, -1]  # language 2 counted nothing
+    torch.testing.assert_close(elsewhere[:SOS], torch.full((SOS,), 1 / (N_TOKENS - 1)))
+
+
+def test_the_counts_share_is_fitted_to_lower_the_nll_of_the_names_it_is_fitted_on():
+    torch.manual_seed(0)
+    model = Generator(N_TOKENS, 4, hidden_size=16, count_order=3).eval()
+    names, languages = ["Hinton", "Hinds", "Li", "Lin", "Lind"], [1, 1, 3, 3, 3]
+    inputs, targets = generator_batch(names)
+    model.counts.fill(torch.tensor(languages), inputs, targets, torch.ones(len(names)))
+    examples = list(zip(names, languages))
+    alone = generator_nll(model, examples)
+    share = fit_counts_share(model, examples)
+    assert float(model.counts_share) == 0  # fitting leaves the model as it was
+    model.counts_share.fill_(share)
+    assert 0 < share < 1 and generator_nll(model, examples) < alone
 
 
 def test_while_training_the_generator_drops_the_same_features_at_every_letter_of_a_name():
@@ -137,7 +187,7 @@ def test_top_k_of_one_is_greedy():
 def test_no_name_is_shorter_than_the_languages_shortest():
     model = make_generator()
     dataset = Dataset(["Korean", "Greek"], [("Li", 0), ("Park", 0), ("Pappas", 1), ("Manolas", 1)])
-    assert learn_shortest(dataset) == {"Korean": 2, "Greek": 6}
+    assert learn_lengths(dataset) == {"Korean": [2, 4], "Greek": [6, 7]}
     drawn = sample(model, 1, [""] * 200, 2.0, rng=torch.Generator().manual_seed(0))
     assert min(len(name) for name, _ in drawn) < 6  # unconstrained, this tiny model ends names early
     drawn = sample(model, 1, [""] * 200, 2.0, rng=torch.Generator().manual_seed(0), min_length=6)
