@@ -133,6 +133,11 @@ def accuracy_figures(dataset, classifier: Classifier, checkpoint: dict) -> None:
     print(f"\ncalibration: temperature {calibration['temperature']:.3f} fitted on {calibration['names']:,} validation "
           f"names, NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}; sure from probability "
           f"{checkpoint['sure_threshold']:.3f}")
+    if checkpoint.get("counts"):
+        counts = checkpoint["counts"]
+        print(f"letter counts mixed in at a share of {counts['share']:.2f} (log-likelihoods at temperature "
+              f"{counts['temperature']:.3f}, the mixture at {counts['mixture_temperature']:.3f}): validation score "
+              f"{counts['score_without']:.4f} -> {counts['score']:.4f}, NLL {counts['nll']:.4f}")
     print(f"\n{'figure':<58} {'value':>7}  target")
     bayes_recall = out["bayes"]["mean_recall"]
     rows = [

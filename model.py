@@ -9,12 +9,14 @@ How this differs from the PyTorch tutorials it follows:
 - The classifier reads names in both directions, in one letter case, and divides its
   logits by a temperature fitted on validation names so its probabilities are honest.
   Beside the RNN it has a table of scores for hashed letter n-grams, added to its logits:
-  what naive Bayes knows of `-ov` and `van `, learnt jointly with the RNN.
+  what naive Bayes knows of `-ov` and `van `, learnt jointly with the RNN. After training,
+  its answer is mixed with what each language's counted letter histories (below) make
+  of the name, as a Bayes classifier with no prior would read them.
 - The generator has start and end tokens, so it picks first letters and ends names itself,
   and its dropout keeps one mask for all of a name's letters while training. After
   training, its next-letter probabilities are mixed with those of counted letter
-  histories (an n-gram model): the two make different mistakes, and the mixture's
-  held-out NLL is lower than either's.
+  histories (an n-gram model, `LetterCounts`): the two make different mistakes, and the
+  mixture's held-out NLL is lower than either's.
 """
 from __future__ import annotations
 
@@ -186,6 +188,129 @@ def reverse_padded(letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor
     return letters.gather(1, index)
 
 
+class LetterCounts(nn.Module):
+    """Which token followed each of the last few tokens, per language: a counted n-gram model.
+
+    Interpolated absolute discounting: a history's counts, less a discount, plus the mass
+    discounted spread as the next shorter history predicts, down to a uniform guess. The
+    (history, next token, language) triples seen in training are stored as sorted keys,
+    and beside them each (history, language)'s total weight and discounted mass.
+    """
+
+    def __init__(self, n_tokens: int, n_languages: int, order: int, discount: float):
+        super().__init__()
+        assert n_tokens < 64, "keys give each token a base-64 digit"
+        self.n_tokens, self.n_languages, self.order, self.discount = n_tokens, n_languages, order, discount
+        self.register_buffer("keys", torch.zeros(0, dtype=torch.long))  # sorted (history, next, language) triples
+        self.register_buffer("weights", torch.zeros(0))  # the summed weight of each triple's examples
+        self.register_buffer("history_keys", torch.zeros(0, dtype=torch.long))  # sorted (history, language) pairs
+        self.register_buffer("history_totals", torch.zeros(0))
+        self.register_buffer("history_masses", torch.zeros(0))  # what the discount took from each history's counts
+        self.rows = None  # see `_index_by_language`
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name, buffer in self._buffers.items():  # as many counts as the checkpoint holds
+            if prefix + name in state_dict:
+                self._buffers[name] = buffer.new_empty(state_dict[prefix + name].shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.rows = None  # built when first needed: the generator never needs them
+
+    def contexts(self, tokens: torch.Tensor) -> torch.Tensor:
+        """For each position of tokens (B, T), the order - 1 tokens up to it, -1 before the start: (B, T, order - 1)."""
+        width = self.order - 1
+        padded = F.pad(tokens, (width, 0), value=-1)
+        return padded.unfold(1, width, 1)[:, 1:] if width else tokens.new_empty(*tokens.shape, 0)
+
+    def _histories(self, contexts: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A key for the last `length` tokens of each context (...), distinct per length, and whether
+        the context has that many. With the next token t and a language, `(key * 64 + t + 1) * L + language`
+        keys a triple: a history's languages sit side by side in the sorted keys."""
+        recent = contexts[..., contexts.shape[-1] - length:]
+        key = torch.full(contexts.shape[:-1], length)
+        for column in recent.unbind(-1):
+            key = key * 64 + column + 1
+        return key, (recent >= 0).all(-1)
+
+    def _exact(self, keys: torch.Tensor, values: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+        """values at wanted's place among the sorted keys, 0 where wanted is not a key."""
+        if not len(keys):
+            return torch.zeros(wanted.shape)
+        at = torch.searchsorted(keys, wanted).clamp(max=len(keys) - 1)
+        return torch.where(keys[at] == wanted, values[at], 0.0)
+
+    def _index_by_language(self) -> None:
+        """Rows of every language's values side by side, one per language-free key, for `log_likelihoods`:
+        one search per key then finds all languages at once (a search per language cost 18 times as much)."""
+        self.rows = []
+        for keys, values in ((self.keys, [self.weights]), (self.history_keys, [self.history_totals,
+                                                                                 self.history_masses])):
+            free, row = (keys // self.n_languages).unique(return_inverse=True)
+            table = torch.zeros(len(free), len(values), self.n_languages)
+            for k, value in enumerate(values):
+                table[row, k, keys % self.n_languages] = value
+            self.rows.append((free, table))
+
+    @staticmethod
+    def _find_rows(index: tuple[torch.Tensor, torch.Tensor], wanted: torch.Tensor) -> torch.Tensor:
+        """The rows (..., values, L) of language-free keys wanted (...), zeros where a key is absent."""
+        free, table = index
+        if not len(free):
+            return torch.zeros(*wanted.shape, *table.shape[1:])
+        at = torch.searchsorted(free, wanted).clamp(max=len(free) - 1)
+        return table[at] * (free[at] == wanted)[..., None, None]
+
+    def forward(self, language: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
+        """Next-token probabilities (..., N) for languages (...) after contexts (..., order - 1)."""
+        probs = torch.full((*language.shape, self.n_tokens), 1.0 / (self.n_tokens - 1))
+        probs[..., SOS] = 0  # a name never starts again
+        for length in range(self.order):
+            history, present = self._histories(contexts, length)
+            wanted = ((history[..., None] * 64 + torch.arange(self.n_tokens) + 1) * self.n_languages
+                      + language[..., None])
+            counts = self._exact(self.keys, self.weights, wanted)
+            total = counts.sum(-1, keepdim=True)
+            taken = self.discount * counts.clamp(max=1)  # less than a whole discount for light examples
+            longer = (counts - taken + taken.sum(-1, keepdim=True) * probs) / total.clamp(min=1e-12)
+            probs = torch.where(present[..., None] & (total > 0), longer, probs)
+        return probs
+
+    def log_likelihoods(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Each name's log-likelihood in every language, (B, languages), from teacher-forcing tokens and
+        targets (B, T): what the classifier mixes in. Only the targets' probabilities are looked up."""
+        if self.rows is None:
+            self._index_by_language()
+        contexts = self.contexts(tokens)
+        probs = torch.full((*tokens.shape, self.n_languages), 1.0 / (self.n_tokens - 1))
+        for length in range(self.order):  # from no history up to the longest
+            history, present = self._histories(contexts, length)
+            count = self._find_rows(self.rows[0], history * 64 + targets.clamp(min=0) + 1)[..., 0, :]
+            total, mass = self._find_rows(self.rows[1], history).unbind(-2)
+            longer = (count - self.discount * count.clamp(max=1) + mass * probs) / total.clamp(min=1e-12)
+            probs = torch.where(present[..., None] & (total > 0), longer, probs)
+        return (probs.log() * (targets >= 0)[..., None]).sum(1)
+
+    def fill(self, language: torch.Tensor, tokens: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> None:
+        """Count teacher-forcing inputs: languages (B,), tokens and targets (B, T), -100 past a name's end,
+        and each name's weight (B,)."""
+        contexts = self.contexts(tokens)
+        language = language[:, None].expand_as(tokens)
+        keys, weights = [], []
+        for length in range(self.order):
+            history, present = self._histories(contexts, length)
+            counted = present & (targets >= 0)
+            keys.append(((history * 64 + targets + 1) * self.n_languages + language)[counted])
+            weights.append(weight[:, None].expand_as(tokens)[counted])
+        self.keys, inverse = torch.cat(keys).unique(return_inverse=True)  # sorted
+        self.weights = torch.zeros(len(self.keys)).index_add_(0, inverse, torch.cat(weights).float())
+        languages = self.n_languages
+        self.history_keys, inverse = (self.keys // (64 * languages) * languages + self.keys % languages).unique(
+            return_inverse=True)
+        self.history_totals = torch.zeros(len(self.history_keys)).index_add_(0, inverse, self.weights)
+        self.history_masses = torch.zeros(len(self.history_keys)).index_add_(
+            0, inverse, self.discount * self.weights.clamp(max=1))
+        self.rows = None
+
+
 class Classifier(nn.Module):
     """Reads a name letter by letter and scores every language from the final state.
 
@@ -195,8 +320,15 @@ class Classifier(nn.Module):
 
     def __init__(self, n_letters: int, n_languages: int, hidden_size: int = 128,
                  cell: str = "gru", bidirectional: bool = True, dropout: float = 0.5,
-                 letter_dropout: float = 0.1, ngram_buckets: int = 0):
+                 letter_dropout: float = 0.1, ngram_buckets: int = 0, count_order: int = 5,
+                 count_discount: float = 0.6):
         super().__init__()
+        self.counts = LetterCounts(n_letters + 2, n_languages, count_order, count_discount)
+        # The counts' share of the answer, the temperature of their log-likelihoods and the mixture's:
+        # 0, 1 and 1 while training, then chosen on validation names.
+        self.register_buffer("counts_share", torch.tensor(0.0))
+        self.register_buffer("counts_temperature", torch.tensor(1.0))
+        self.register_buffer("mixture_temperature", torch.tensor(1.0))
         self.ngram_buckets = ngram_buckets
         directions = 2 if bidirectional else 1
         self.n_languages = n_languages
@@ -232,7 +364,20 @@ class Classifier(nn.Module):
             if self.training and self.letter_dropout:  # hide whole n-grams too
                 grams = grams.masked_fill(torch.rand(grams.shape) < self.letter_dropout, self.ngram_buckets)
             logits = logits + self.ngram_rows(grams).sum(1)  # (B, G, languages) -> (B, languages)
-        return F.log_softmax(logits / self.temperature, dim=1)
+        log_probs = F.log_softmax(logits / self.temperature, dim=1)
+        if not float(self.counts_share):  # while training, and without counts
+            return log_probs
+        return self.mix(log_probs, self.counts.log_likelihoods(*teacher_forcing(letters, lengths)))
+
+    def mix(self, log_probs: torch.Tensor, likelihoods: torch.Tensor) -> torch.Tensor:
+        """The network's log-probabilities (B, languages) mixed with what each language's letter counts make
+        of the names, their log-likelihoods (B, languages) read as Bayes would with no prior."""
+        share = float(self.counts_share)
+        if not share:
+            return log_probs
+        counted = F.log_softmax(likelihoods / self.counts_temperature, dim=1)
+        mixed = torch.logaddexp(log_probs + math.log1p(-share), counted + math.log(share))
+        return F.log_softmax(mixed / self.mixture_temperature, dim=1)  # a share chosen for accuracy, then honest
 
     def state(self, letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Each name's final states, both directions side by side: (B, directions*H)."""
@@ -251,69 +396,6 @@ class Classifier(nn.Module):
         return torch.cat(finals, dim=1)
 
 
-class LetterCounts(nn.Module):
-    """Which token followed each of the last few tokens, per language: a counted n-gram model.
-
-    Interpolated absolute discounting: a history's counts, less a discount, plus the mass
-    discounted spread as the next shorter history predicts, down to a uniform guess. The
-    (language, history, next token) triples seen in training are stored as sorted keys.
-    """
-
-    def __init__(self, n_tokens: int, n_languages: int, order: int, discount: float, pairs: int):
-        super().__init__()
-        assert n_tokens < 64, "keys give each token a base-64 digit"
-        self.n_tokens, self.n_languages, self.order, self.discount = n_tokens, n_languages, order, discount
-        self.register_buffer("keys", torch.zeros(pairs, dtype=torch.long))  # sorted
-        self.register_buffer("weights", torch.zeros(pairs))  # the summed weight of each key's examples
-
-    def contexts(self, tokens: torch.Tensor) -> torch.Tensor:
-        """For each position of tokens (B, T), the order - 1 tokens up to it, -1 before the start: (B, T, order - 1)."""
-        width = self.order - 1
-        padded = F.pad(tokens, (width, 0), value=-1)
-        return padded.unfold(1, width, 1)[:, 1:] if width else tokens.new_empty(*tokens.shape, 0)
-
-    def _context_keys(self, language: torch.Tensor, contexts: torch.Tensor,
-                      length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A key (...) for each language and the last `length` tokens of its context, and whether the
-        context has that many; a next token t makes the triple's key `key * 64 + t + 1`."""
-        key = language + length * self.n_languages  # distinct per history length
-        recent = contexts[..., contexts.shape[-1] - length:]
-        for column in recent.unbind(-1):
-            key = key * 64 + column + 1
-        return key, (recent >= 0).all(-1)
-
-    def forward(self, language: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
-        """Next-token probabilities (..., N) for languages (...) after contexts (..., order - 1)."""
-        probs = torch.full((*language.shape, self.n_tokens), 1.0 / (self.n_tokens - 1))
-        probs[..., SOS] = 0  # a name never starts again
-        if not len(self.keys):
-            return probs
-        for length in range(self.order):
-            context, present = self._context_keys(language, contexts, length)
-            keys = context[..., None] * 64 + torch.arange(self.n_tokens) + 1  # (..., N)
-            at = torch.searchsorted(self.keys, keys).clamp(max=len(self.keys) - 1)
-            counts = torch.where(self.keys[at] == keys, self.weights[at], 0.0)
-            total = counts.sum(-1, keepdim=True)
-            taken = self.discount * counts.clamp(max=1)  # less than a whole discount for light examples
-            longer = (counts - taken + taken.sum(-1, keepdim=True) * probs) / total.clamp(min=1e-12)
-            probs = torch.where(present[..., None] & (total > 0), longer, probs)
-        return probs
-
-    def fill(self, language: torch.Tensor, tokens: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> None:
-        """Count teacher-forcing inputs: languages (B,), tokens and targets (B, T), -100 past a name's end,
-        and each name's weight (B,)."""
-        contexts = self.contexts(tokens)
-        language = language[:, None].expand_as(tokens)
-        keys, weights = [], []
-        for length in range(self.order):
-            context, present = self._context_keys(language, contexts, length)
-            counted = present & (targets >= 0)
-            keys.append((context * 64 + targets + 1)[counted])
-            weights.append(weight[:, None].expand_as(tokens)[counted])
-        self.keys, inverse = torch.cat(keys).unique(return_inverse=True)  # sorted
-        self.weights = torch.zeros(len(self.keys)).index_add_(0, inverse, torch.cat(weights).float())
-
-
 class Generator(nn.Module):
     """Predicts a name's next letter from its language, the current letter and the state.
 
@@ -322,11 +404,10 @@ class Generator(nn.Module):
     """
 
     def __init__(self, n_tokens: int, n_languages: int, hidden_size: int = 640,
-                 cell: str = "gru", dropout: float = 0.5, count_order: int = 6, count_discount: float = 0.6,
-                 counted_pairs: int = 0):
+                 cell: str = "gru", dropout: float = 0.5, count_order: int = 6, count_discount: float = 0.6):
         super().__init__()
         cell_type = CELLS[cell]
-        self.counts = LetterCounts(n_tokens, n_languages, count_order, count_discount, counted_pairs)
+        self.counts = LetterCounts(n_tokens, n_languages, count_order, count_discount)
         # Share of the counts' probabilities in the mixture: 0 while training, then fitted on validation names.
         self.register_buffer("counts_share", torch.tensor(0.0))
         self.n_languages = n_languages
@@ -438,8 +519,12 @@ def generator_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     `data.write_as_data_set` writes its names back as the data set writes them.
     Targets past a name's end are -100, which the loss ignores.
     """
-    letters, lengths = pad_batch([fold(name) for name in names])
-    batch = len(names)
+    return teacher_forcing(*pad_batch([fold(name) for name in names]))
+
+
+def teacher_forcing(letters: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded letters (B, T) and lengths (B,) as inputs (start token, letters) and targets (letters, end token)."""
+    batch = len(letters)
     inputs = torch.cat((torch.full((batch, 1), SOS), letters), dim=1)
     targets = torch.cat((letters, torch.zeros(batch, 1, dtype=torch.long)), dim=1)
     targets[torch.arange(batch), lengths] = EOS

@@ -27,9 +27,9 @@ from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, SPLIT_RULE, TOP_K_RANGE, 
                   case_patterns, fold, in_shape, in_split, learn_casing, learn_lengths, load_dataset,
                   load_real_names)
 from evaluate import (choose_temperature, evaluate_classifier, fit_counts_share, fit_temperature, generator_nll,
-                      headline, reliability, report_classifier, sure_threshold)
-from model import (CHECKPOINT_DIR, N_TOKENS, CheckpointError, Classifier, Generator, generator_batch, invent,
-                   load_model, save_checkpoint)
+                      headline, mean_recall, reliability, report_classifier, scores, sure_threshold)
+from model import (CHECKPOINT_DIR, N_TOKENS, CheckpointError, Classifier, Generator, LetterCounts, classify,
+                   generator_batch, invent, load_model, save_checkpoint)
 from plots import plot_confusion, plot_losses, plot_reliability
 
 # Settings, gathered in one place; every one has a command-line flag of the same name.
@@ -45,6 +45,8 @@ CLASSIFIER = dict(
     ngram_buckets=65536,  # hashed 1-4-letter n-gram scores beside the RNN: +0.06 mean recall on real names; 0: none
     ngram_l2=1e-5,  # L2 penalty on the n-gram scores; without it they memorise training names (macro-F1 -0.02)
     precision="fp32",  # bf16 matrix products were no faster at 128 wide: the casts cost what they save
+    count_order=5,  # each language's letter counts, mixed in after training (see `mix_in_classifier_counts`)
+    count_discount=0.6,
 )
 GENERATOR = dict(
     epochs=8,  # 640 wide, in about the time 512 wide took for 10: validation NLL 1.640 against 1.647
@@ -185,7 +187,8 @@ def classifier_args(settings: dict, n_languages: int) -> dict:
     """The classifier's constructor arguments: built once, used to construct and to save."""
     return {"n_letters": len(ALPHABET), "n_languages": n_languages, "hidden_size": settings["hidden_size"],
             "cell": settings["cell"], "dropout": settings["dropout"], "letter_dropout": settings["letter_dropout"],
-            "ngram_buckets": settings["ngram_buckets"]}
+            "ngram_buckets": settings["ngram_buckets"], "count_order": settings["count_order"],
+            "count_discount": settings["count_discount"]}
 
 
 def classifier_decay(settings: dict) -> dict[str, float]:
@@ -193,11 +196,10 @@ def classifier_decay(settings: dict) -> dict[str, float]:
     return {"ngram_rows.weight": settings["ngram_l2"]} if settings["ngram_buckets"] else {}
 
 
-def generator_args(settings: dict, n_languages: int, counted_pairs: int = 0) -> dict:
-    """The generator's constructor arguments; counted_pairs sizes the letter counts, filled after training."""
+def generator_args(settings: dict, n_languages: int) -> dict:
     return {"n_tokens": N_TOKENS, "n_languages": n_languages, "hidden_size": settings["hidden_size"],
             "cell": settings["cell"], "dropout": settings["dropout"], "count_order": settings["count_order"],
-            "count_discount": settings["count_discount"], "counted_pairs": counted_pairs}
+            "count_discount": settings["count_discount"]}
 
 
 def training_examples(dataset: Dataset, real: list[tuple[str, int]], real_weight: float) -> list[Example]:
@@ -250,15 +252,11 @@ def train_classifier(dataset: Dataset, train: list[Example], real: list[tuple[st
         return loss, f" {names[0]} / {guess} {mark}"
 
     def validate():
-        metrics = evaluate_classifier(model, validation, n_labels)
+        score, metrics, recall = classifier_score(model, validation, real_validation, n_labels)
         weighted_loss = float(F.nll_loss(metrics["log_probs"], metrics["truth"], weight=weights))
-        score = (metrics["accuracy"] + metrics["macro_f1"] + metrics["balanced_accuracy"]) / 3
         summary = (f"validation accuracy {metrics['accuracy']:.3f} macro-F1 {metrics['macro_f1']:.3f} "
                    f"balanced accuracy {metrics['balanced_accuracy']:.3f} loss {weighted_loss:.4f}")
         if real_validation:
-            recall = evaluate_classifier(model, real_validation, n_labels)["mean_recall"]
-            if not math.isnan(recall):
-                score = (score + recall) / 2
             summary += f"; real names mean recall {recall:.3f}"
         return score, weighted_loss, summary
 
@@ -269,9 +267,67 @@ def train_classifier(dataset: Dataset, train: list[Example], real: list[tuple[st
     model.temperature.fill_(fit_temperature(uncalibrated["log_probs"], uncalibrated["truth"]))
     calibrated = evaluate_classifier(model, calibration_names, n_labels)
     history["calibration"] = {"temperature": float(model.temperature), "names": len(calibration_names),
-                              "nll_before": uncalibrated["loss"], "nll_after": calibrated["loss"],
-                              "sure_threshold": sure_threshold(calibrated["log_probs"], calibrated["truth"])}
+                              "nll_before": uncalibrated["loss"], "nll_after": calibrated["loss"]}
+    if settings["count_order"]:
+        history["counts"] = mix_in_classifier_counts(model, train, validation, real_validation)
+        calibrated = evaluate_classifier(model, calibration_names, n_labels)
+        history["counts"]["nll"] = calibrated["loss"]
+    history["calibration"]["sure_threshold"] = sure_threshold(calibrated["log_probs"], calibrated["truth"])
     return model, history
+
+
+def classifier_score(model: Classifier, validation: list[tuple[str, int]], real_validation: list[tuple[str, int]],
+                     n_labels: int) -> tuple[float, dict, float]:
+    """What picks the classifier's best epoch: see `selection_score`.
+
+    Returns (score, the data set's metrics, real names' mean recall or nan).
+    """
+    metrics = evaluate_classifier(model, validation, n_labels)
+    recall = evaluate_classifier(model, real_validation, n_labels)["mean_recall"] if real_validation else math.nan
+    return selection_score(metrics, recall), metrics, recall
+
+
+def selection_score(data_set: dict, real_recall: float) -> float:
+    """The mean of accuracy, macro-F1 and balanced accuracy on validation names, averaged with the mean
+    per-language recall on real ones when there are any: what picks the best epoch and the counts' share."""
+    score = (data_set["accuracy"] + data_set["macro_f1"] + data_set["balanced_accuracy"]) / 3
+    return score if math.isnan(real_recall) else (score + real_recall) / 2
+
+
+def fill_counts(counts: LetterCounts, examples: list[Example]) -> None:
+    """Count the letter histories of training examples, each at its weight."""
+    inputs, targets = generator_batch([name for name, _, _ in examples])
+    counts.fill(torch.tensor([label for _, label, _ in examples]), inputs, targets,
+                torch.tensor([weight for _, _, weight in examples]))
+
+
+def mix_in_classifier_counts(model: Classifier, train: list[Example], validation: list[tuple[str, int]],
+                             real_validation: list[tuple[str, int]]) -> dict:
+    """Count each language's letter histories in the training names, fit the temperature of a name's
+    log-likelihoods on validation names, then choose the counts' share of the answer (0 to 0.6, steps of
+    0.05) by the score that chose the best epoch, and fit the mixture's temperature: a share chosen for
+    accuracy need not give honest probabilities. Returns the scores with and without them.
+    """
+    fill_counts(model.counts, train)
+    parts = []  # per source of validation names: the network's answers, the counts' log-likelihoods, the truth
+    for examples in (validation, real_validation):
+        names = [name for name, _ in examples]
+        parts.append((classify(model, names), model.counts.log_likelihoods(*generator_batch(names)),
+                      torch.tensor([label for _, label in examples], dtype=torch.long)))
+    likelihoods, truth = (torch.cat([part[i] for part in parts]) for i in (1, 2))
+    model.counts_temperature.fill_(fit_temperature(likelihoods, truth))
+    by_share = {}
+    for twentieths in range(13):
+        model.counts_share.fill_(twentieths / 20)
+        data_set, real = (scores(truth.tolist(), model.mix(answers, counted).argmax(1).tolist(), model.n_languages)
+                          for answers, counted, truth in parts)
+        by_share[twentieths / 20] = selection_score(data_set, mean_recall(real) if real_validation else math.nan)
+    share = max(by_share, key=by_share.get)
+    model.counts_share.fill_(share)
+    mixed = torch.cat([model.mix(answers, counted) for answers, counted, _ in parts])
+    model.mixture_temperature.fill_(fit_temperature(mixed, truth))
+    return {"temperature": float(model.counts_temperature), "share": share, "score_without": by_share[0.0],
+            "score": by_share[share], "mixture_temperature": float(model.mixture_temperature)}
 
 
 def run_classifier(dataset: Dataset, real: list[tuple[str, int]], args: argparse.Namespace, out: Path) -> Classifier:
@@ -288,13 +344,19 @@ def run_classifier(dataset: Dataset, real: list[tuple[str, int]], args: argparse
     print(f"calibration on {calibration['names']:,} validation names: temperature {calibration['temperature']:.3f}, "
           f"NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}; "
           f"marked sure from probability {calibration['sure_threshold']:.3f}")
+    if "counts" in history:
+        counts = history["counts"]
+        print(f"each language's letter counts mixed in at a share of {counts['share']:.2f} (their log-likelihoods "
+              f"at temperature {counts['temperature']:.3f}): validation score {counts['score_without']:.4f} -> "
+              f"{counts['score']:.4f}; the mixture at temperature {counts['mixture_temperature']:.3f}, "
+              f"NLL {counts['nll']:.4f}")
     results = report_classifier(model, dataset, real, train, calibration["sure_threshold"])
     validation = evaluate_classifier(model, dataset.split("validation"), len(dataset.languages),
                                      calibration["sure_threshold"])
     save_checkpoint({
         **checkpoint_head("classifier", classifier_args(settings, len(dataset.languages)), model, dataset,
                           settings, args),
-        "sure_threshold": calibration["sure_threshold"], "calibration": calibration,
+        "sure_threshold": calibration["sure_threshold"], "calibration": calibration, "counts": history.get("counts"),
         "metrics": {"validation": headline(validation), **{key: headline(m) for key, m in results.items()}},
         "confusion": results["test"]["confusion"] if "test" in results else [], "seconds": history["seconds"],
     }, out / "classifier.pt")
@@ -352,14 +414,12 @@ def train_generator(dataset: Dataset, real: list[tuple[str, int]], settings: dic
     return model, history
 
 
-def mix_in_letter_counts(model: Generator, examples: list[Example], validation: list[tuple[str, int]]) -> dict:
+def mix_in_generator_counts(model: Generator, examples: list[Example], validation: list[tuple[str, int]]) -> dict:
     """Count what follows each short history in the names the network learnt from, at their weights,
     then fit the counts' share of the mixture on validation names: like the classifier's
     temperature, fitted after training, so training itself is the network's alone.
     """
-    inputs, targets = generator_batch([name for name, _, _ in examples])
-    model.counts.fill(torch.tensor([label for _, label, _ in examples]), inputs, targets,
-                      torch.tensor([weight for _, _, weight in examples]))
+    fill_counts(model.counts, examples)
     alone = generator_nll(model, validation)
     model.counts_share.fill_(fit_counts_share(model, validation))
     return {"share": float(model.counts_share), "validation_nll_network": alone,
@@ -377,7 +437,7 @@ def run_generator(dataset: Dataset, real: list[tuple[str, int]], args: argparse.
     train, extra = generator_examples(dataset, real, settings["real_weight"])
     mixture = {}
     if settings["count_order"]:
-        mixture = mix_in_letter_counts(model, train + extra, dataset.split("validation"))
+        mixture = mix_in_generator_counts(model, train + extra, dataset.split("validation"))
         print(f"letter counts mixed in at a share of {mixture['share']:.3f}: validation NLL "
               f"{mixture['validation_nll_network']:.3f} for the network alone, {mixture['validation_nll']:.3f} mixed")
     test_nll = generator_nll(model, dataset.split("test"))
@@ -402,8 +462,8 @@ def run_generator(dataset: Dataset, real: list[tuple[str, int]], args: argparse.
         temperature, table = choose_temperature(model, classifier, dataset, known, casing, lengths, settings["top_k"])
         print(f"default sampling temperature: {temperature:.2f}, with top-k {settings['top_k']}")
     save_checkpoint({
-        **checkpoint_head("generator", generator_args(settings, len(dataset.languages), len(model.counts.keys)),
-                          model, dataset, settings, args),
+        **checkpoint_head("generator", generator_args(settings, len(dataset.languages)), model, dataset,
+                          settings, args),
         "metrics": {"test_nll": test_nll, "test_nll_first_letter_scored": test_nll_all,
                     "validation_nll": min((nll for _, nll in history["validation"]), default=math.nan),
                     **mixture},
@@ -519,11 +579,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"0 for none (default: {CLASSIFIER['ngram_buckets']})")
     parser.add_argument("--ngram-l2", type=float, help="classifier only: L2 penalty on the n-gram scores "
                         f"(default: {CLASSIFIER['ngram_l2']})")
-    parser.add_argument("--count-order", type=int, help="generator only: n of the letter n-gram counts mixed with "
-                        f"the network after training (n - 1 tokens of history), 0 for none "
-                        f"(default: {GENERATOR['count_order']})")
-    parser.add_argument("--count-discount", type=float, help="generator only: taken from each letter count for "
-                        f"shorter histories (default: {GENERATOR['count_discount']})")
+    parser.add_argument("--count-order", type=int, help="n of the letter n-gram counts mixed with the network "
+                        f"after training (n - 1 tokens of history), 0 for none {both('count_order')}")
+    parser.add_argument("--count-discount", type=float, help="taken from each letter count for shorter histories "
+                        f"{both('count_discount')}")
     parser.add_argument("--top-k", type=int, help="generator only: sampling draws among the k likeliest next letters "
                         f"by default, 0 among all; stored in the checkpoint (default: {GENERATOR['top_k']})")
     parser.add_argument("--seed", type=int, default=SEED, help=f"random seed (default: {SEED})")

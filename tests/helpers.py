@@ -44,3 +44,18 @@ def like_a_terminal() -> None:
     suite) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def mix_in_counts(model, names: list[str] = ("Hinton", "Li", "Ivanov", "Schmidt", "Tanaka", "O'Neil"),
+                  languages: list[int] | None = None, share: float = 0.4) -> None:
+    """Give a tiny classifier letter counts from a few names and mix them in, as train.py does after training."""
+    import torch
+
+    from model import generator_batch
+
+    languages = languages or [i % model.n_languages for i in range(len(names))]
+    inputs, targets = generator_batch(list(names))
+    model.counts.fill(torch.tensor(languages), inputs, targets, torch.ones(len(names)))
+    model.counts_share.fill_(share)
+    model.counts_temperature.fill_(2.0)
+    model.mixture_temperature.fill_(0.9)

@@ -62,6 +62,12 @@ def test_calibration_lowers_validation_nll_and_is_stored(trained):
     calibration = checkpoint["calibration"]
     assert calibration["nll_after"] <= calibration["nll_before"]
     assert float(checkpoint["state_dict"]["temperature"]) == calibration["temperature"] != 1.0
+    counts = checkpoint["counts"]  # each language's letter counts: their share chosen, the mixture calibrated
+    assert 0 <= counts["share"] <= 0.6 and counts["score"] >= counts["score_without"]
+    stored = checkpoint["state_dict"]
+    assert float(stored["counts_share"]) == pytest.approx(counts["share"])
+    assert float(stored["counts_temperature"]) == pytest.approx(counts["temperature"])
+    assert float(stored["mixture_temperature"]) == pytest.approx(counts["mixture_temperature"])
     assert 0 < checkpoint["sure_threshold"] <= 1
     for key in ("test", "real"):
         assert 0 <= checkpoint["metrics"][key]["ece"] <= 1 and 0 <= checkpoint["metrics"][key]["top3"] <= 1

@@ -6,6 +6,7 @@ import torch
 from answers import NearestNames, answers, explanations
 from data import ALPHABET, Dataset, case_pattern, learn_casing, learn_lengths, pad_batch, write_as_data_set
 from evaluate import fit_counts_share, generator_nll
+from helpers import mix_in_counts
 from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, LetterCounts, RNNCell,
                    classify, beam_search, generator_batch, invent, ngram_ids, load_checkpoint, load_model, sample,
                    save_checkpoint)
@@ -13,10 +14,12 @@ from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, G
 NAMES = ["Li", "Hinton", "Abramovich-Smith", "O'Neil", "Nakamura", "Xu", "de la Cruz"]
 
 
-@pytest.mark.parametrize("cell", ["gru", "rnn"])
-def test_a_name_scores_the_same_alone_and_in_a_padded_batch(cell):
+@pytest.mark.parametrize("cell, counted", [("gru", False), ("rnn", False), ("gru", True)])
+def test_a_name_scores_the_same_alone_and_in_a_padded_batch(cell, counted):
     torch.manual_seed(0)
     model = Classifier(len(ALPHABET), 18, hidden_size=24, cell=cell).eval()
+    if counted:
+        mix_in_counts(model)
     batched = model(*model.encode(NAMES))
     for i, name in enumerate(NAMES):
         alone = model(*model.encode([name]))[0]
@@ -56,15 +59,39 @@ def test_teacher_forcing_matches_step_by_step():
 
 
 def counted(names: list[str], languages: list[int], weights: list[float], order: int = 3) -> LetterCounts:
-    counts = LetterCounts(N_TOKENS, 4, order, 0.6, 0)
+    counts = LetterCounts(N_TOKENS, 4, order, 0.6)
     inputs, targets = generator_batch(names)
     counts.fill(torch.tensor(languages), inputs, targets, torch.tensor(weights))
     return counts
 
 
+def test_the_classifier_mixes_in_each_languages_letter_counts_as_a_bayes_classifier_would():
+    torch.manual_seed(0)
+    model = Classifier(len(ALPHABET), 4, hidden_size=16).eval()
+    names = ["Hinton", "Hinds", "Ivanov", "Petrov", "Li"]
+    alone = classify(model, names)
+    mix_in_counts(model, names, [1, 1, 2, 2, 3], share=0.5)
+    mixed = classify(model, names)
+    inputs, targets = generator_batch(names)
+    counted = (model.counts.log_likelihoods(inputs, targets) / model.counts_temperature).softmax(1)
+    expected = (0.5 * alone.exp() + 0.5 * counted).log()
+    torch.testing.assert_close(mixed, expected.div(model.mixture_temperature).log_softmax(1), atol=1e-5, rtol=0)
+    assert mixed.argmax(1)[:4].tolist() == [1, 1, 2, 2]  # the counts alone would say so for the names they counted
+
+
+def test_letter_counts_score_a_name_as_the_next_token_probabilities_do():
+    counts = counted(["Hinton", "Hinds", "Li", "Lin"], [1, 1, 3, 3], [1.0, 0.3, 1.0, 0.15])
+    inputs, targets = generator_batch(["Hint", "Linds", "Q", "Ivanov"])
+    by_name = counts.log_likelihoods(inputs, targets)  # (4 names, 4 languages)
+    for language in range(4):
+        probs = counts(torch.full(inputs.shape, language), counts.contexts(inputs))
+        step = probs.gather(-1, targets.clamp(min=0)[..., None])[..., 0].log() * (targets >= 0)
+        torch.testing.assert_close(by_name[:, language], step.sum(1))
+
+
 def test_letter_counts_read_the_tokens_up_to_each_position():
     a, b = ALPHABET.index("a"), ALPHABET.index("b")
-    contexts = LetterCounts(N_TOKENS, 4, 3, 0.6, 0).contexts(torch.tensor([[SOS, a, b]]))
+    contexts = LetterCounts(N_TOKENS, 4, 3, 0.6).contexts(torch.tensor([[SOS, a, b]]))
     assert contexts.tolist() == [[[-1, SOS], [SOS, a], [a, b]]]
 
 

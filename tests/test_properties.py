@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import predict
 from data import ALPHABET, MAX_NAME_LENGTH, SPLITS, DataError, in_split, normalise, split_of, usable_name
+from helpers import mix_in_counts
 from model import Classifier, classify
 
 names = st.text(alphabet=st.characters(codec="ascii", categories=["L"]) | st.sampled_from(" '-"),
@@ -47,6 +48,7 @@ def tiny_model() -> Classifier:
     if MODEL is None:
         torch.manual_seed(0)
         MODEL = Classifier(len(ALPHABET), 6, hidden_size=12, ngram_buckets=64).eval()
+        mix_in_counts(MODEL)
     return MODEL
 
 
