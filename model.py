@@ -231,7 +231,8 @@ class LetterCounts(nn.Module):
             key = key * 64 + column + 1
         return key, (recent >= 0).all(-1)
 
-    def _exact(self, keys: torch.Tensor, values: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _exact(keys: torch.Tensor, values: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
         """values at wanted's place among the sorted keys, 0 where wanted is not a key."""
         if not len(keys):
             return torch.zeros(wanted.shape)

@@ -319,8 +319,8 @@ def mix_in_classifier_counts(model: Classifier, train: list[Example], validation
     by_share = {}
     for twentieths in range(13):
         model.counts_share.fill_(twentieths / 20)
-        data_set, real = (scores(truth.tolist(), model.mix(answers, counted).argmax(1).tolist(), model.n_languages)
-                          for answers, counted, truth in parts)
+        data_set, real = (scores(labels.tolist(), model.mix(answers, counted).argmax(1).tolist(), model.n_languages)
+                          for answers, counted, labels in parts)
         by_share[twentieths / 20] = selection_score(data_set, mean_recall(real) if real_validation else math.nan)
     share = max(by_share, key=by_share.get)
     model.counts_share.fill_(share)
