@@ -258,13 +258,12 @@ def explanation_figures(dataset, checkpoint: Path) -> None:
 
 def load_client(base: str, paths: list[str], clients: int, seconds: float) -> dict:
     """Keep-alive clients asking for random paths; run in its own process so it does not share the server's GIL."""
-    host, port = base.split("//")[1].split(":")
     latencies, errors, lock = [], [0], threading.Lock()
     stop = time.perf_counter() + seconds
 
     def client(k: int) -> None:
         rng = random.Random(k)
-        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection = connect(base)
         mine, bad = [], 0
         while time.perf_counter() < stop:
             path = rng.choice(paths)
@@ -278,7 +277,7 @@ def load_client(base: str, paths: list[str], clients: int, seconds: float) -> di
             except OSError:
                 bad += 1
                 connection.close()
-                connection = http.client.HTTPConnection(host, int(port), timeout=10)
+                connection = connect(base)
             mine.append(time.perf_counter() - start)
         with lock:
             latencies.extend(mine)
@@ -296,10 +295,15 @@ def load_client(base: str, paths: list[str], clients: int, seconds: float) -> di
             "p50": latencies[len(latencies) // 2] * 1000, "p99": latencies[int(len(latencies) * 0.99)] * 1000}
 
 
+def connect(base: str) -> http.client.HTTPConnection:
+    """A keep-alive connection to the server at base (`http://host:port`)."""
+    host, port = base.split("//")[1].split(":")
+    return http.client.HTTPConnection(host, int(port), timeout=10)
+
+
 def ask_each(base: str, paths: list[str]) -> None:
     """One request for each path, in turn, on one keep-alive connection."""
-    host, port = base.split("//")[1].split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection = connect(base)
     for path in paths:
         connection.request("GET", path)
         connection.getresponse().read()

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from data import Dataset, case_patterns, in_shape, in_split
-from model import Classifier, Generator, classify, generator_batch, sample
+from model import Classifier, Generator, classify, generator_batch, mixture, sample
 
 CALIBRATION_BINS = 15  # equal-width bins over the top probability, as the usual ECE
 SURE_PRECISION = 0.95  # answers marked sure must be right this often on validation
@@ -277,7 +277,7 @@ def fit_counts_share(model: Generator, examples: list[tuple[str, int]]) -> float
     network, counted = torch.cat(network).double(), torch.cat(counted).double()
 
     def nll(share: float) -> float:
-        return -float(torch.logaddexp(network + math.log1p(-share), counted.log() + math.log(share)).mean())
+        return -float(mixture(network, counted.log(), share).mean())
 
     return round(minimise(nll, 1e-4, 1 - 1e-4, 40), 4)
 

@@ -188,6 +188,11 @@ def reverse_padded(letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor
     return letters.gather(1, index)
 
 
+def mixture(network: torch.Tensor, counted: torch.Tensor, share: float) -> torch.Tensor:
+    """log((1 - share) p + share q) from log p and log q: a network's answer and the letter counts', in log space."""
+    return torch.logaddexp(network + math.log1p(-share), counted + math.log(share))
+
+
 class LetterCounts(nn.Module):
     """Which token followed each of the last few tokens, per language: a counted n-gram model.
 
@@ -377,7 +382,7 @@ class Classifier(nn.Module):
         if not share:
             return log_probs
         counted = F.log_softmax(likelihoods / self.counts_temperature, dim=1)
-        mixed = torch.logaddexp(log_probs + math.log1p(-share), counted + math.log(share))
+        mixed = mixture(log_probs, counted, share)
         return F.log_softmax(mixed / self.mixture_temperature, dim=1)  # a share chosen for accuracy, then honest
 
     def state(self, letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -457,9 +462,7 @@ class Generator(nn.Module):
 
     def mix(self, log_probs: torch.Tensor, language: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
         """The RNN's log-probabilities (..., N) mixed with the counts' for the same contexts (..., K), in log space."""
-        share = float(self.counts_share)
-        counted = self.counts(language, contexts).log()
-        return torch.logaddexp(log_probs + math.log1p(-share), counted + math.log(share))
+        return mixture(log_probs, self.counts(language, contexts).log(), float(self.counts_share))
 
     def initial_state(self, batch: int) -> torch.Tensor:
         return torch.zeros(batch, self.hidden_size)
