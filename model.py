@@ -12,6 +12,8 @@ How this differs from the PyTorch tutorials it follows:
   what naive Bayes knows of `-ov` and `van `, learnt jointly with the RNN. After training,
   its answer is mixed with what each language's counted letter histories (below) make
   of the name, as a Bayes classifier with no prior would read them.
+- Where a C compiler is at hand, the cells' element-wise steps run as one compiled loop
+  (`fused.py`), forwards and backwards; `plain_torch()` runs everything the tutorials' way.
 - The generator has start and end tokens, so it picks first letters and ends names itself,
   and its dropout keeps one mask for all of a name's letters while training. After
   training, its next-letter probabilities are mixed with those of counted letter
@@ -20,6 +22,7 @@ How this differs from the PyTorch tutorials it follows:
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -29,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import fused
 from data import ALPHABET, LETTER_INDEX, encode, fold, pad_batch, write_as_data_set
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -117,23 +121,65 @@ def load_model(path: str | Path, kind: str) -> tuple[nn.Module, dict]:
     return build(checkpoint), checkpoint
 
 
+OPTIMISED = [True]  # see `plain_torch`
+
+
+@contextlib.contextmanager
+def plain_torch():
+    """Inside this block the models run as the tutorials write them, a torch operation at a time: cells step by
+    step (no `fused` loop) and the n-gram table through a plain lookup. Bench's baseline and the tests' reference."""
+    OPTIMISED[0] = False
+    try:
+        yield
+    finally:
+        OPTIMISED[0] = True
+
+
 class Cell(nn.Module):
     """What both cells share: a step, and a whole padded batch of names run step by step."""
 
     input_width = 1  # input projections the cell needs, in units of hidden_size
+    kind = ""  # its name in `fused`
 
-    def sequence(self, inputs: torch.Tensor, h: torch.Tensor,
-                 lengths: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """The state after each step, T of (B, H), from inputs (B, T, W*H) and the first state h (B, H).
+    def sequence(self, inputs: torch.Tensor, h: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """The state after each step (B, T, H), from inputs (B, T, W*H) and the first state h (B, H).
 
-        With lengths (B,), a name's state stops changing after its last letter.
+        With lengths (B,), a name's state stops changing after its last letter. The compiled
+        loop of `fused` where it can run, else the same maths step by step in torch.
         """
-        shortest = inputs.shape[1] if lengths is None else int(lengths.min())
+        steps = inputs.shape[1]
+        shortest = steps if lengths is None else int(lengths.min())
+        if OPTIMISED[0] and fused.available(inputs, h, self.h2h.weight, self.h2h.bias):
+            live = None if shortest >= steps else (torch.arange(steps)[:, None] < lengths).to(torch.uint8)  # (T, B)
+            arguments = (self.kind, inputs, h, self.h2h.weight, self.h2h.bias, live, shortest)
+            if torch.is_grad_enabled():
+                return fused.Sequence.apply(*arguments)
+            return fused.run(*arguments, fused.product_dtype())[0].transpose(0, 1)
+        return self.steps(inputs, h, lengths, shortest)
+
+    def read(self, rows: nn.Embedding, letters: torch.Tensor, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """`sequence` of the input projections rows(letters), letters (B, T): how a classifier reads names.
+
+        Without gradients the compiled loop looks each row up as it reads it, never writing
+        the (B, T, W*H) projections out: they cost prediction a third of the network's time.
+        """
+        table = rows.weight
+        if (OPTIMISED[0] and fused.available(table, h, self.h2h.weight, self.h2h.bias)
+                and not (torch.is_grad_enabled() and table.requires_grad)):
+            steps, shortest = letters.shape[1], int(lengths.min())
+            live = None if shortest >= steps else (torch.arange(steps)[:, None] < lengths).to(torch.uint8)
+            return fused.run(self.kind, table, h, self.h2h.weight, self.h2h.bias, live, shortest,
+                             rows=letters)[0].transpose(0, 1)
+        return self.sequence(rows(letters), h, lengths)
+
+    def steps(self, inputs: torch.Tensor, h: torch.Tensor, lengths: torch.Tensor | None,
+              shortest: int) -> torch.Tensor:
+        """`sequence` one torch step at a time: the reference the compiled loop is tested against."""
         states = []
         for t, step in enumerate(inputs.unbind(1)):  # once, not inputs[:, t]: backward would zero-fill per step
             h = self(step, h) if t < shortest else self(step, h, (t < lengths)[:, None])
             states.append(h)
-        return states
+        return torch.stack(states, dim=1) if states else inputs.new_empty(inputs.shape[0], 0, h.shape[1])
 
 
 class RNNCell(Cell):
@@ -141,6 +187,8 @@ class RNNCell(Cell):
 
     Cheap, but gradients fade over long names.
     """
+
+    kind = "rnn"
 
     def __init__(self, hidden_size: int):
         super().__init__()
@@ -159,6 +207,7 @@ class GRUCell(Cell):
     """
 
     input_width = 3
+    kind = "gru"
 
     def __init__(self, hidden_size: int):
         super().__init__()
@@ -285,6 +334,8 @@ class LetterCounts(nn.Module):
         targets (B, T): what the classifier mixes in. Only the targets' probabilities are looked up."""
         if self.rows is None:
             self._index_by_language()
+        if OPTIMISED[0] and fused.LIBRARY is not None and tokens.dtype == targets.dtype == torch.long:
+            return fused.log_likelihoods(tokens, targets, *self.rows, self.n_tokens, self.order, self.discount)
         contexts = self.contexts(tokens)
         probs = torch.full((*tokens.shape, self.n_languages), 1.0 / (self.n_tokens - 1))
         for length in range(self.order):  # from no history up to the longest
@@ -317,6 +368,43 @@ class LetterCounts(nn.Module):
         self.rows = None
 
 
+class SummedRows(torch.autograd.Function):
+    """The sum of each name's n-gram rows, weight[ids].sum(1), with a cheaper backward for a large table.
+
+    Adam and clipping read a dense gradient, but a batch touches only a few thousand of
+    the table's rows. Rather than zero-filling a million scores per step, the gradient is
+    written into a buffer kept on the embedding, clearing only the rows the last step wrote.
+    """
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, ids: torch.Tensor, table: nn.Embedding) -> torch.Tensor:
+        ctx.save_for_backward(ids)
+        ctx.table = table
+        return F.embedding(ids, weight, table.padding_idx).sum(1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (ids,) = ctx.saved_tensors
+        table = ctx.table
+        weight = table.weight
+        rows = ids.flatten()
+        per_row = grad[:, None].expand(*ids.shape, grad.shape[1]).reshape(len(rows), -1)
+        buffer = getattr(table, "gradient_buffer", None)
+        if weight.grad is None:  # a new step: reuse the buffer, clearing what the last step wrote
+            if buffer is None:
+                buffer = table.gradient_buffer = torch.zeros_like(weight)
+            elif table.written is None:
+                buffer.zero_()
+            else:
+                buffer.index_fill_(0, table.written, 0)
+            weight.grad, table.written = buffer, rows
+        elif weight.grad is buffer:  # gradients accumulated over several backward passes: clear it all next time
+            table.written = None
+        weight.grad.index_add_(0, rows, per_row)
+        weight.grad[table.padding_idx] = 0
+        return None, None, None
+
+
 class Classifier(nn.Module):
     """Reads a name letter by letter and scores every language from the final state.
 
@@ -341,8 +429,13 @@ class Classifier(nn.Module):
         self.letter_dropout = letter_dropout
         cell_type = CELLS[cell]
         self.hidden_size = hidden_size
+        width = cell_type.input_width * hidden_size
+        # A row per letter, drawn as nn.Embedding draws them, and a last row of zeros that letter dropout reads
+        # in place of a hidden letter: the projections need no mask multiplied in, forwards or backwards.
         self.input_rows = nn.ModuleList(
-            nn.Embedding(n_letters, cell_type.input_width * hidden_size) for _ in range(directions))
+            nn.Embedding(n_letters + 1, width, padding_idx=n_letters,
+                         _weight=torch.cat((torch.randn(n_letters, width), torch.zeros(1, width))))
+            for _ in range(directions))
         self.cells = nn.ModuleList(cell_type(hidden_size) for _ in range(directions))
         self.dropout = nn.Dropout(dropout)
         self.h2o = nn.Linear(directions * hidden_size, n_languages)
@@ -369,7 +462,10 @@ class Classifier(nn.Module):
         if grams is not None:  # grams (B, G) bucket ids
             if self.training and self.letter_dropout:  # hide whole n-grams too
                 grams = grams.masked_fill(torch.rand(grams.shape) < self.letter_dropout, self.ngram_buckets)
-            logits = logits + self.ngram_rows(grams).sum(1)  # (B, G, languages) -> (B, languages)
+            if OPTIMISED[0]:
+                logits = logits + SummedRows.apply(self.ngram_rows.weight, grams, self.ngram_rows)  # (B, languages)
+            else:
+                logits = logits + self.ngram_rows(grams).sum(1)
         log_probs = F.log_softmax(logits / self.temperature, dim=1)
         if not float(self.counts_share):  # while training, and without counts
             return log_probs
@@ -389,16 +485,14 @@ class Classifier(nn.Module):
         """Each name's final states, both directions side by side: (B, directions*H)."""
         # letters (B, T) indices, lengths (B,); H = hidden_size, W = the cell's input_width
         finals = []
-        shown = None
         if self.training and self.letter_dropout:  # hide whole letters, so no single one is leaned on
-            shown = (torch.rand(letters.shape) >= self.letter_dropout).float()  # (B, T)
+            hidden = torch.rand(letters.shape) < self.letter_dropout  # (B, T)
+            letters = letters.masked_fill(hidden, self.input_rows[0].padding_idx)  # whose projections are 0
         for direction, (rows, cell) in enumerate(zip(self.input_rows, self.cells)):
-            backwards = direction == 1
-            inputs = rows(reverse_padded(letters, lengths) if backwards else letters)  # (B, T, W*H), before the loop
-            if shown is not None:
-                inputs = inputs * (reverse_padded(shown, lengths) if backwards else shown)[..., None]
-            h = inputs.new_zeros(letters.shape[0], self.hidden_size)  # (B, H)
-            finals.append((cell.sequence(inputs, h, lengths) or [h])[-1])  # an empty name keeps the first state
+            read = reverse_padded(letters, lengths) if direction == 1 else letters
+            h = rows.weight.new_zeros(letters.shape[0], self.hidden_size)  # (B, H)
+            states = cell.read(rows, read, h, lengths)
+            finals.append(states[:, -1] if states.shape[1] else h)  # an empty name keeps the first state
         return torch.cat(finals, dim=1)
 
 
@@ -449,7 +543,7 @@ class Generator(nn.Module):
         inputs = self.letter_rows(tokens) + self.language_rows(language)[:, None]  # (B, T, W*H)
         first_guess = (self.i2o_letter(tokens) + self.i2o_language(language)[:, None])  # (B, T, N)
         h = inputs.new_zeros(tokens.shape[0], self.hidden_size)  # (B, H)
-        states_t = torch.stack(self.cell.sequence(inputs, h), dim=1)  # (B, T, H): the state after each token
+        states_t = self.cell.sequence(inputs, h)  # (B, T, H): the state after each token
         previous = torch.cat((h[:, None], states_t[:, :-1]), dim=1)  # (B, T, H): the state before it
         first_guess = first_guess + self.i2o_hidden(previous)
         both = torch.cat((states_t, first_guess), dim=2)  # (B, T, H + N)

@@ -18,6 +18,7 @@ import queue
 import signal
 import sys
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +37,8 @@ SOCKET_TIMEOUT = 10  # seconds a stalled client may hold its connection
 LISTEN_BACKLOG = 1024  # connections the kernel may hold before accept(); Python's default of 5 drops crowds
 MAX_REQUEST_BODY = 64 * 1024  # a GET body up to this is read and ignored; a larger or chunked one closes
 CACHE_SIZE = 5_000  # distinct names whose answers are kept (about 14 MB when full): a repeated name is classified once
+CACHED_PATH_LENGTH = 512  # a /<name> request target up to this long has its encoded answer kept (see RecentAnswers)
+JSON_TYPE = "application/json; charset=utf-8"
 PREDICT_QUERY = ("n", "explain")  # the query parameters each endpoint takes; any other is a 400
 SAMPLE_QUERY = ("start", "prefix", "n", "temperature", "top_k", "seed", "novel", "beam", "greedy")
 ENDPOINTS = {
@@ -100,6 +103,36 @@ class Batcher:
                         future.set_exception(error)
 
 
+class RecentAnswers:
+    """The encoded answers to the last `size` distinct /<name> request targets, least recently asked dropped first.
+
+    A repeated request is answered before its address is even parsed: the URL parsing,
+    normalising and JSON encoding that a cached classification still needed cost a
+    request more than the HTTP layer itself (see README, Speed).
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.answers: OrderedDict[str, bytes] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, target: str) -> bytes | None:
+        with self.lock:
+            payload = self.answers.get(target)
+            if payload is not None:
+                self.answers.move_to_end(target)
+            return payload
+
+    def put(self, target: str, payload: bytes) -> None:
+        if not self.size or len(target) > CACHED_PATH_LENGTH:
+            return
+        with self.lock:
+            self.answers[target] = payload
+            self.answers.move_to_end(target)
+            while len(self.answers) > self.size:
+                self.answers.popitem(last=False)
+
+
 class Service:
     """What the handlers need: both models, loaded once, and the answers they give."""
 
@@ -114,6 +147,7 @@ class Service:
         self.batcher = Batcher(classifier, self.languages, self.sure_from)
         # Least recently used names drop out first; keyed by the folded name, as the classifier reads it.
         self.ranked = functools.lru_cache(maxsize=cache_size)(self.batcher.ranked)
+        self.recent = RecentAnswers(cache_size)
         self.classifier = classifier
         self.generator_checkpoint = generator_checkpoint
         self.generator_lock = threading.Lock()
@@ -213,6 +247,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0] == "/" and self.wants_html():
             self.send_body(HTTPStatus.OK, self.page, "text/html; charset=utf-8", head_only)
             return
+        recent = self.service.recent.get(self.path)
+        if recent is not None:
+            self.send_body(HTTPStatus.OK, recent, JSON_TYPE, head_only)
+            return
+        self.answer_kept = False  # set by route for an answer that depends on the request target alone
         try:
             status, body = HTTPStatus.OK, self.route()
         except HTTPError as error:
@@ -220,7 +259,9 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as error:  # a bug must not reach the client as a traceback
             self.log_error("internal error on %r: %s: %s", self.path, type(error).__name__, error)
             status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"}
-        self.send_json(status, body, head_only)
+        payload = self.send_json(status, body, head_only)
+        if status == HTTPStatus.OK and self.answer_kept:
+            self.service.recent.put(self.path, payload)
 
     def parse_request(self) -> bool:
         """HTTP/0.9 ("GET /x" with no version) would be answered without a status line: refuse it."""
@@ -260,7 +301,9 @@ class Handler(BaseHTTPRequestHandler):
         if len(segments) == 2 and segments[0] == "sample" and segments[1]:
             return self.service.sample(segments[1], known_only(query, SAMPLE_QUERY, "/sample/<Language>"))
         if len(segments) == 1 and segments[0] != "favicon.ico":
-            return self.service.predict(segments[0], known_only(query, PREDICT_QUERY, "/<name>"))
+            answer = self.service.predict(segments[0], known_only(query, PREDICT_QUERY, "/<name>"))
+            self.answer_kept = "explain" not in answer  # explanations are many times larger: computed afresh
+            return answer
         raise HTTPError(HTTPStatus.NOT_FOUND, f"no such endpoint: {url.path}; see GET /")
 
     def wants_html(self) -> bool:
@@ -268,9 +311,10 @@ class Handler(BaseHTTPRequestHandler):
         accept = self.headers.get("Accept", "")
         return "text/html" in accept and "application/json" not in accept.split(",")[0]
 
-    def send_json(self, status: int, body: dict, head_only: bool = False) -> None:
+    def send_json(self, status: int, body: dict, head_only: bool = False) -> bytes:
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        self.send_body(status, payload, "application/json; charset=utf-8", head_only)
+        self.send_body(status, payload, JSON_TYPE, head_only)
+        return payload
 
     def send_body(self, status: int, payload: bytes, content_type: str, head_only: bool) -> None:
         self.send_response(status)

@@ -8,8 +8,8 @@ from data import ALPHABET, Dataset, case_pattern, learn_casing, learn_lengths, p
 from evaluate import fit_counts_share, generator_nll
 from helpers import mix_in_counts
 from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, LetterCounts, RNNCell,
-                   classify, beam_search, generator_batch, invent, ngram_ids, load_checkpoint, load_model, sample,
-                   save_checkpoint)
+                   SummedRows, classify, beam_search, generator_batch, invent, ngram_ids, load_checkpoint, load_model,
+                   sample, save_checkpoint)
 
 NAMES = ["Li", "Hinton", "Abramovich-Smith", "O'Neil", "Nakamura", "Xu", "de la Cruz"]
 
@@ -388,7 +388,7 @@ def test_a_sequence_is_the_cells_steps_and_an_ended_name_keeps_its_state(cell_ty
     torch.manual_seed(0)
     cell = cell_type(4)
     inputs, h = torch.randn(3, 5, cell_type.input_width * 4), torch.randn(3, 4)
-    states = torch.stack(cell.sequence(inputs, h, torch.tensor([5, 2, 4])), dim=1)
+    states = cell.sequence(inputs, h, torch.tensor([5, 2, 4]))
     for row, length in enumerate([5, 2, 4]):
         state = h[row:row + 1]
         for t in range(length):
@@ -408,3 +408,31 @@ def test_ngram_ids_mark_the_edges_and_pad_past_the_end():
     assert ids[0, 3] == ids[1, 2] == ids[2, 1]  # the end mark $
     alone = ngram_ids(*pad_batch(["b"]), 1000)
     assert sorted(alone[alone < 1000].tolist()) == sorted(ids[1][ids[1] < 1000].tolist())
+
+
+def test_the_ngram_tables_gradient_is_the_plain_lookups_over_steps_and_accumulation():
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(65, 5, padding_idx=64)
+    plain = torch.nn.Embedding(65, 5, padding_idx=64, _weight=table.weight.detach().clone())
+    # fresh, fresh again (the first's rows must be cleared), accumulated onto the second, fresh after that
+    for fresh, names in [(True, ["Hinton", "Li"]), (True, ["Abramovich-Smith"]), (False, ["O'Neil", "Xu"]),
+                         (True, ["de la Cruz", "Nakamura"])]:
+        if fresh:
+            table.weight.grad = plain.weight.grad = None
+        grams = ngram_ids(*pad_batch(names), 64)
+        weights = torch.randn(len(names), 5)
+        (SummedRows.apply(table.weight, grams, table) * weights).sum().backward()
+        (plain(grams).sum(1) * weights).sum().backward()
+        torch.testing.assert_close(table.weight.grad, plain.weight.grad)
+
+
+def test_letter_dropout_hides_whole_letters_whose_stand_in_row_stays_zero():
+    torch.manual_seed(0)
+    model = Classifier(len(ALPHABET), 5, hidden_size=8, dropout=0.0, letter_dropout=1.0).train()
+    hinton, qwerty = model(*model.encode(["Hinton", "Qwerty"]))
+    torch.testing.assert_close(hinton, qwerty)  # every letter hidden: names of one length read alike
+    (hinton - qwerty * 2).sum().backward()
+    assert all(not rows.weight.grad.any() for rows in model.input_rows)  # the stand-in row learns nothing
+    assert not model.input_rows[0].weight[-1].any()
+    model.eval()
+    assert not torch.allclose(*model(*model.encode(["Hinton", "Qwerty"])))

@@ -1,0 +1,384 @@
+"""The cells' recurrence as one compiled loop per time step: what made a GRU step cost a dozen small torch operations.
+
+A step of a hand-built GRU is a matrix product and then about ten element-wise
+operations on small tensors, each paying torch's dispatch and, in training, an autograd
+node and its backward. Here the element-wise part of a step, forwards and backwards, is
+one C function (compiled with gcc on first use, then cached), the products stay torch's,
+and the whole sequence is one autograd node whose weight gradient is one product over
+all time steps. `model.Cell` falls back to plain torch operations, the same maths, where
+no compiler is at hand; the tests check the two agree and `gradcheck` the backward.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+SOURCE = r"""
+#include <stdint.h>
+#include <math.h>
+
+/* exp in float with a 6-term polynomial (Cephes' expf): branch-free, so gcc vectorises the loops below. */
+static inline float exp_f(float x) {
+    x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round to nearest: 1.5 * 2^23 */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int32_t bits; float value; } scale = { .bits = ((int32_t)n + 127) << 23 };  /* 2^n */
+    return p * scale.value;
+}
+static inline double exp_d(double x) { return exp(x); }
+
+/* Row kernels: one name's H state units. restrict lets gcc vectorise them. */
+#define ROW (rows ? rows[b] : b)
+#define CELLS(T, EXP)                                                                                        \
+static inline T sigmoid_##T(T x) { return (T)1 / ((T)1 + EXP(-x)); }                                        \
+static inline T tanh_##T(T x) { return (T)2 / ((T)1 + EXP(-2 * x)) - (T)1; }                                \
+                                                                                                             \
+static void gru_row_##T(int64_t H, const T *restrict x, const T *restrict g, const T *restrict c,           \
+                        const T *restrict h, T *restrict out, T *restrict saved) {                           \
+    for (int64_t j = 0; j < H; j++) {                                                                        \
+        T r = sigmoid_##T(x[j] + g[j] + c[j]), z = sigmoid_##T(x[H + j] + g[H + j] + c[H + j]);              \
+        T hn = g[2 * H + j] + c[2 * H + j], n = tanh_##T(x[2 * H + j] + r * hn);                             \
+        out[j] = n + z * (h[j] - n);                                                                         \
+        saved[j] = r; saved[H + j] = z; saved[2 * H + j] = n; saved[3 * H + j] = hn;                         \
+    }                                                                                                        \
+}                                                                                                            \
+                                                                                                             \
+static void gru_row_inference_##T(int64_t H, const T *restrict x, const T *restrict g, const T *restrict c, \
+                                  const T *restrict h, T *restrict out) {                                    \
+    for (int64_t j = 0; j < H; j++) {                                                                        \
+        T r = sigmoid_##T(x[j] + g[j] + c[j]), z = sigmoid_##T(x[H + j] + g[H + j] + c[H + j]);              \
+        T n = tanh_##T(x[2 * H + j] + r * (g[2 * H + j] + c[2 * H + j]));                                   \
+        out[j] = n + z * (h[j] - n);                                                                         \
+    }                                                                                                        \
+}                                                                                                            \
+                                                                                                             \
+static void gru_row_backward_##T(int64_t H, const T *restrict dh, const T *restrict saved,                  \
+                                 const T *restrict h, T *restrict dx, T *restrict dhg, T *restrict back) {   \
+    for (int64_t j = 0; j < H; j++) {                                                                        \
+        T g = dh[j], r = saved[j], z = saved[H + j], n = saved[2 * H + j], hn = saved[3 * H + j];            \
+        T dn = g * (1 - z) * (1 - n * n);                                                                    \
+        T dr = dn * hn * r * (1 - r);                                                                        \
+        T dz = g * (h[j] - n) * z * (1 - z);                                                                 \
+        dx[j] = dr; dx[H + j] = dz; dx[2 * H + j] = dn;                                                      \
+        dhg[j] = dr; dhg[H + j] = dz; dhg[2 * H + j] = dn * r;                                               \
+        back[j] = g * z;                                                                                     \
+    }                                                                                                        \
+}                                                                                                            \
+                                                                                                             \
+static void rnn_row_##T(int64_t H, const T *restrict x, const T *restrict g, const T *restrict c,           \
+                        T *restrict out) {                                                                   \
+    for (int64_t j = 0; j < H; j++) out[j] = tanh_##T(x[j] + g[j] + c[j]);                                   \
+}                                                                                                            \
+                                                                                                             \
+static void rnn_row_backward_##T(int64_t H, const T *restrict dh, const T *restrict out, T *restrict dx,    \
+                                 T *restrict dhg, T *restrict back) {                                        \
+    for (int64_t j = 0; j < H; j++) { dx[j] = dhg[j] = dh[j] * (1 - out[j] * out[j]); back[j] = 0; }         \
+}                                                                                                            \
+                                                                                                             \
+static void copy_##T(int64_t n, const T *restrict from, T *restrict to) {                                   \
+    for (int64_t j = 0; j < n; j++) to[j] = from[j];                                                         \
+}                                                                                                            \
+                                                                                                             \
+static void add_##T(int64_t n, const T *restrict from, T *restrict to) {                                    \
+    for (int64_t j = 0; j < n; j++) to[j] += from[j];                                                        \
+}                                                                                                            \
+                                                                                                             \
+/* One step of B rows: x and hg are the input's and the state's projections (for a GRU its r, z, n parts),  \
+   bias the state projection's bias, h the state; the new state goes to out. With rows, row b's x is row    \
+   rows[b] of a table (input projections looked up as they are read), else x's b-th row. With saved not     \
+   NULL, what backward needs is kept there (a GRU's r, z, n and hg's n part). A row whose live byte is 0    \
+   keeps its state. Each pointer steps by its own row stride. */                                             \
+void gru_forward_##T(int64_t B, int64_t H, const T *x, int64_t sx, const int64_t *rows, const T *hg,       \
+                     int64_t shg, const T *bias,                                                             \
+                     const T *h,                                                                             \
+                     int64_t sh, const uint8_t *live, T *out, int64_t so, T *saved, int64_t ss) {           \
+    _Pragma("omp parallel for if (B * H >= 8192) schedule(static)")                                         \
+    for (int64_t b = 0; b < B; b++) {                                                                        \
+        if (live && !live[b]) copy_##T(H, h + b * sh, out + b * so);                                         \
+        else if (saved) gru_row_##T(H, x + ROW * sx, hg + b * shg, bias, h + b * sh, out + b * so, saved + b * ss); \
+        else gru_row_inference_##T(H, x + ROW * sx, hg + b * shg, bias, h + b * sh, out + b * so);           \
+    }                                                                                                        \
+}                                                                                                            \
+                                                                                                             \
+void rnn_forward_##T(int64_t B, int64_t H, const T *x, int64_t sx, const int64_t *rows, const T *hg,       \
+                     int64_t shg, const T *bias,                                                             \
+                     const T *h,                                                                             \
+                     int64_t sh, const uint8_t *live, T *out, int64_t so, T *saved, int64_t ss) {           \
+    (void)saved; (void)ss;                                                                                   \
+    _Pragma("omp parallel for if (B * H >= 8192) schedule(static)")                                         \
+    for (int64_t b = 0; b < B; b++) {                                                                        \
+        if (live && !live[b]) copy_##T(H, h + b * sh, out + b * so);                                         \
+        else rnn_row_##T(H, x + ROW * sx, hg + b * shg, bias, out + b * so);                                 \
+    }                                                                                                        \
+}                                                                                                            \
+                                                                                                             \
+/* Their backward: from dh (B, H), the gradient of the new state, the gradients of x and hg (dx, dhg; for   \
+   the tanh cell they are equal) and of the old state except through hg: back                               \
+   (B, H), plus `also` where given, the gradient the old state gets from outside. saved is what forward      \
+   kept (for the tanh cell, the new state). */                                                               \
+void gru_backward_##T(int64_t B, int64_t H, const T *dh, const T *saved, int64_t ss, const T *h, int64_t sh, \
+                      const uint8_t *live, T *dx, int64_t sdx, T *dhg, int64_t sdhg, T *back, const T *also, \
+                      int64_t sa) {                                                                          \
+    _Pragma("omp parallel for if (B * H >= 8192) schedule(static)")                                         \
+    for (int64_t b = 0; b < B; b++) {                                                                        \
+        if (live && !live[b]) {                                                                              \
+            for (int64_t j = 0; j < 3 * H; j++) { dx[b * sdx + j] = 0; dhg[b * sdhg + j] = 0; }              \
+            copy_##T(H, dh + b * H, back + b * H);                                                           \
+        } else {                                                                                             \
+            gru_row_backward_##T(H, dh + b * H, saved + b * ss, h + b * sh, dx + b * sdx, dhg + b * sdhg,    \
+                                 back + b * H);                                                              \
+        }                                                                                                    \
+        if (also) add_##T(H, also + b * sa, back + b * H);                                                   \
+    }                                                                                                        \
+}                                                                                                            \
+                                                                                                             \
+void rnn_backward_##T(int64_t B, int64_t H, const T *dh, const T *saved, int64_t ss, const T *h, int64_t sh, \
+                      const uint8_t *live, T *dx, int64_t sdx, T *dhg, int64_t sdhg, T *back, const T *also, \
+                      int64_t sa) {                                                                          \
+    (void)h; (void)sh;                                                                                       \
+    _Pragma("omp parallel for if (B * H >= 8192) schedule(static)")                                         \
+    for (int64_t b = 0; b < B; b++) {                                                                        \
+        if (live && !live[b]) {                                                                              \
+            for (int64_t j = 0; j < H; j++) { dx[b * sdx + j] = 0; dhg[b * sdhg + j] = 0; }                  \
+            copy_##T(H, dh + b * H, back + b * H);                                                           \
+        } else {                                                                                             \
+            rnn_row_backward_##T(H, dh + b * H, saved + b * ss, dx + b * sdx, dhg + b * sdhg, back + b * H); \
+        }                                                                                                    \
+        if (also) add_##T(H, also + b * sa, back + b * H);                                                   \
+    }                                                                                                        \
+}
+
+CELLS(float, exp_f)
+CELLS(double, exp_d)
+
+/* Where wanted sits among n sorted keys, or -1. */
+static int64_t find(const int64_t *keys, int64_t n, int64_t wanted) {
+    int64_t low = 0, high = n;
+    while (low < high) {
+        int64_t middle = low + (high - low) / 2;
+        if (keys[middle] < wanted) low = middle + 1; else high = middle;
+    }
+    return low < n && keys[low] == wanted ? low : -1;
+}
+
+/* model.LetterCounts.log_likelihoods, the same sums in the same order: each name's log-likelihood in each
+   of L languages from teacher-forcing tokens and targets (B, T; a target < 0 is past the end). next_keys
+   and history_keys are the counts' sorted language-free keys; beside them, per key, L counts of what
+   followed, and L totals then L discounted masses. Written to out (B, L). */
+void counts_log_likelihoods(int64_t B, int64_t T, int64_t L, int64_t order, int64_t n_tokens, float discount,
+                            const int64_t *tokens, const int64_t *targets, const int64_t *next_keys,
+                            int64_t n_next, const float *next_counts, const int64_t *history_keys,
+                            int64_t n_history, const float *history_values, float *out) {
+    _Pragma("omp parallel for if (B * T >= 4096) schedule(static)")
+    for (int64_t b = 0; b < B; b++) {
+        float probs[L];
+        float *row = out + b * L;
+        for (int64_t l = 0; l < L; l++) row[l] = 0;
+        for (int64_t t = 0; t < T; t++) {
+            int64_t target = targets[b * T + t];
+            if (target < 0) continue;
+            for (int64_t l = 0; l < L; l++) probs[l] = 1.0f / (float)(n_tokens - 1);
+            for (int64_t length = 0; length < order && t - length + 1 >= 0; length++) {
+                int64_t key = length;
+                for (int64_t i = t - length + 1; i <= t; i++) key = key * 64 + tokens[b * T + i] + 1;
+                int64_t h = find(history_keys, n_history, key);
+                if (h < 0) continue;
+                int64_t c = find(next_keys, n_next, key * 64 + target + 1);
+                const float *total = history_values + h * 2 * L, *mass = total + L;
+                for (int64_t l = 0; l < L; l++) {
+                    if (total[l] <= 0) continue;
+                    float count = c < 0 ? 0 : next_counts[c * L + l];
+                    float taken = discount * (count < 1 ? count : 1);
+                    probs[l] = (count - taken + mass[l] * probs[l]) / (total[l] > 1e-12f ? total[l] : 1e-12f);
+                }
+            }
+            for (int64_t l = 0; l < L; l++) row[l] += logf(probs[l]);
+        }
+    }
+}
+"""
+
+FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c99"]
+# OpenMP shares a large step's rows among torch's own threads (the same libgomp, already loaded by torch); a
+# thread of our own would fight torch's, which spin for a while after each product.
+OPENMP = ["-fopenmp"]
+
+
+def _machine() -> str:
+    """What -march=native compiles for: the CPU's model and features, not its changing clock speed."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    except OSError:
+        return platform.machine() + platform.processor()
+    return platform.machine() + "".join(sorted({line for line in lines if line.startswith(("model name", "flags"))}))
+
+
+def _build() -> ctypes.CDLL | None:
+    """The compiled kernels, built once per source and machine into a cache; None where no C compiler works."""
+    compiler = shutil.which(os.environ.get("CC", "gcc"))
+    if compiler is None or os.environ.get("SURNAMES_NO_C"):
+        return None
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "surnames"
+    for folder in (cache, Path(tempfile.gettempdir()) / f"surnames-{os.getuid()}"):
+        for flags in (FLAGS + OPENMP, FLAGS):
+            tag = hashlib.sha256("\0".join([SOURCE, *flags, compiler, _machine()]).encode()).hexdigest()[:16]
+            library = folder / f"cells-{tag}.so"
+            try:
+                if not library.exists():
+                    folder.mkdir(parents=True, exist_ok=True)
+                    with tempfile.TemporaryDirectory(dir=folder) as work:  # built apart, renamed into place whole
+                        (Path(work) / "cells.c").write_text(SOURCE)
+                        subprocess.run([compiler, *flags, "cells.c", "-o", "cells.so", "-lm"], cwd=work,
+                                       check=True, capture_output=True, timeout=120)
+                        os.replace(Path(work) / "cells.so", library)
+                return _declare(ctypes.CDLL(str(library)))
+            except (OSError, subprocess.SubprocessError):
+                continue
+    return None
+
+
+def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    for kind in ("gru", "rnn"):
+        for dtype in ("float", "double"):
+            getattr(library, f"{kind}_forward_{dtype}").argtypes = [i64, i64, ptr, i64, ptr, ptr, i64, ptr, ptr,
+                                                                     i64, ptr, ptr, i64, ptr, i64]
+            getattr(library, f"{kind}_backward_{dtype}").argtypes = [i64, i64, ptr, ptr, i64, ptr, i64, ptr, ptr,
+                                                                      i64, ptr, i64, ptr, ptr, i64]
+    library.counts_log_likelihoods.argtypes = [i64, i64, i64, i64, i64, ctypes.c_float, ptr, ptr, ptr, i64, ptr,
+                                               ptr, i64, ptr, ptr]
+    return library
+
+
+LIBRARY = _build()
+DTYPES = {torch.float32: "float", torch.float64: "double"}
+
+
+def available(*tensors: torch.Tensor) -> bool:
+    """Whether the compiled loop can take these tensors: it was built, for their dtype (all one), on the CPU."""
+    return (LIBRARY is not None and tensors[0].dtype in DTYPES
+            and all(t.dtype == tensors[0].dtype and t.device.type == "cpu" for t in tensors))
+
+
+def log_likelihoods(tokens: torch.Tensor, targets: torch.Tensor, next_rows: tuple[torch.Tensor, torch.Tensor],
+                    history_rows: tuple[torch.Tensor, torch.Tensor], n_tokens: int, order: int,
+                    discount: float) -> torch.Tensor:
+    """`model.LetterCounts.log_likelihoods` in one C call: a binary search per history length and position, where
+    torch needed a dozen operations over the whole batch for each."""
+    tokens, targets = tokens.contiguous(), targets.contiguous()
+    (next_keys, next_counts), (history_keys, history_values) = next_rows, history_rows
+    languages = next_counts.shape[-1]
+    out = torch.empty(len(tokens), languages)
+    LIBRARY.counts_log_likelihoods(len(tokens), tokens.shape[1], languages, order, n_tokens, discount,
+                                   tokens.data_ptr(), targets.data_ptr(), next_keys.data_ptr(), len(next_keys),
+                                   next_counts.contiguous().data_ptr(), history_keys.data_ptr(), len(history_keys),
+                                   history_values.contiguous().data_ptr(), out.data_ptr())
+    return out
+
+
+def _step(tensor: torch.Tensor, t: int, dim: int = 0) -> int:
+    """The address of time step t along dim, for the C functions: no tensor view made per step."""
+    return tensor.data_ptr() + t * tensor.stride(dim) * tensor.element_size()
+
+
+def product_dtype() -> torch.dtype | None:
+    """bfloat16 inside a CPU bfloat16 autocast region (`train.matmuls`), else None: the products' precision."""
+    if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+        return torch.bfloat16
+    return None
+
+
+def _product(a: torch.Tensor, b: torch.Tensor, low: torch.dtype | None) -> torch.Tensor:
+    return a @ b if low is None else (a.to(low) @ b.to(low)).to(a.dtype)
+
+
+class Sequence(torch.autograd.Function):
+    """A cell run over a padded batch: (B, T, W*H) input projections to the (B, T, H) state after each step."""
+
+    @staticmethod
+    def forward(ctx, kind: str, inputs: torch.Tensor, h0: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                live: torch.Tensor | None, shortest: int) -> torch.Tensor:
+        low, h0 = product_dtype(), h0.contiguous()
+        with torch.autocast("cpu", enabled=False):
+            states, saved = run(kind, inputs, h0, weight, bias, live, shortest, low, keep=True)
+        ctx.kind, ctx.shortest, ctx.low = kind, shortest, low
+        ctx.save_for_backward(h0, weight, states, saved, live)
+        return states.transpose(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad_states: torch.Tensor):
+        h0, weight, states, saved, live = ctx.saved_tensors  # states (T, B, H), saved (T, B, 4H): time first
+        kind, shortest, low = ctx.kind, ctx.shortest, ctx.low
+        grad_states = grad_states.transpose(0, 1).contiguous()
+        steps, batch, hidden = states.shape
+        width = weight.shape[0]
+        backward = getattr(LIBRARY, f"{kind}_backward_{DTYPES[states.dtype]}")
+        dinputs = states.new_empty(batch, steps, width)  # batch first, as the inputs came: no copy downstream
+        dhg = states.new_empty(steps, batch, width)  # time first, for one weight-gradient product
+        weight_low = weight if low is None else weight.to(low)
+        dh = grad_states[-1].clone()
+        back = states.new_empty(batch, hidden)
+        kept = saved if kind == "gru" else states
+        for t in range(steps - 1, -1, -1):
+            backward(batch, hidden, dh.data_ptr(), _step(kept, t), kept.shape[2],
+                     _step(states, t - 1) if t else h0.data_ptr(), hidden, None if t < shortest else _step(live, t),
+                     _step(dinputs, t, 1), steps * width, _step(dhg, t), width, back.data_ptr(),
+                     _step(grad_states, t - 1) if t else None, hidden)
+            dh = torch.addmm(back, dhg[t], weight) if low is None else back + _product(dhg[t], weight_low, low)
+        previous = torch.cat((h0[None], states[:-1])).reshape(-1, hidden)
+        flat = dhg.reshape(-1, width)
+        return None, dinputs, dh, _product(flat.t(), previous, low), flat.sum(0), None, None
+
+
+def run(kind: str, inputs: torch.Tensor, h0: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+        live: torch.Tensor | None, shortest: int, low: torch.dtype | None = None, keep: bool = False,
+        rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The states (T, B, H), time first so that each step's are contiguous, and with keep what backward needs.
+
+    inputs (B, T, W*H), h0 (B, H); live (T, B) bytes, 0 where a name has ended, read from step `shortest` on.
+    With rows (B, T) indices, inputs is instead a table (V, W*H) of input projections, and each step reads
+    the rows it needs from it: for inference, where no (B, T, W*H) tensor of them need ever be written.
+    """
+    inputs, h0 = inputs.contiguous(), h0.contiguous()
+    batch, hidden = h0.shape
+    if rows is None:
+        _, steps, width = inputs.shape
+        index, x_stride, x_step = None, steps * width, width
+    else:
+        steps, width = rows.shape[1], inputs.shape[1]
+        index, x_stride, x_step = rows.t().contiguous(), width, 0
+        if index.numel() and not 0 <= int(index.min()) <= int(index.max()) < len(inputs):
+            raise IndexError("a row index outside the table")  # the C loop would read outside it
+    forward = getattr(LIBRARY, f"{kind}_forward_{DTYPES[inputs.dtype]}")
+    states = inputs.new_empty(steps, batch, hidden)
+    saved = inputs.new_empty(steps, batch, 4 * hidden) if keep and kind == "gru" else None
+    transposed = weight.t() if low is None else weight.t().to(low)
+    hg = inputs.new_empty(batch, width)
+    bias = bias.contiguous()
+    h = h0
+    for t in range(steps):  # the C step adds the bias: addmm would first copy it into every row
+        if low is None:
+            torch.mm(h, transposed, out=hg)
+        else:
+            hg = (h.to(low) @ transposed).float()
+        forward(batch, hidden, inputs.data_ptr() + t * x_step * inputs.element_size(), x_stride,
+                None if index is None else _step(index, t), hg.data_ptr(), width, bias.data_ptr(),
+                h.data_ptr(), hidden, None if t < shortest else _step(live, t), _step(states, t), hidden,
+                None if saved is None else _step(saved, t), 4 * hidden)
+        h = states[t]
+    return states, saved
