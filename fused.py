@@ -42,6 +42,11 @@ static inline float exp_f(float x) {
 }
 static inline double exp_d(double x) { return exp(x); }
 
+/* Threads for a large step: torch's count, set before each call (a Python thread's own OpenMP default
+   may differ from what torch was told, as in the server). */
+static int threads = 1;
+void set_threads(int64_t n) { threads = (int)n; }
+
 /* Row kernels: one name's H state units. restrict lets gcc vectorise them. */
 #define ROW (rows ? rows[b] : b)
 #define CELLS(T, EXP)                                                                                        \
@@ -107,7 +112,7 @@ void gru_forward_##T(int64_t B, int64_t H, const T *x, int64_t sx, const int64_t
                      int64_t shg, const T *bias,                                                             \
                      const T *h,                                                                             \
                      int64_t sh, const uint8_t *live, T *out, int64_t so, T *saved, int64_t ss) {           \
-    _Pragma("omp parallel for if (B * H >= 8192) schedule(static)")                                         \
+    _Pragma("omp parallel for num_threads(threads) if (B * H >= 8192) schedule(static)")                    \
     for (int64_t b = 0; b < B; b++) {                                                                        \
         if (live && !live[b]) copy_##T(H, h + b * sh, out + b * so);                                         \
         else if (saved) gru_row_##T(H, x + ROW * sx, hg + b * shg, bias, h + b * sh, out + b * so, saved + b * ss); \
@@ -120,7 +125,7 @@ void rnn_forward_##T(int64_t B, int64_t H, const T *x, int64_t sx, const int64_t
                      const T *h,                                                                             \
                      int64_t sh, const uint8_t *live, T *out, int64_t so, T *saved, int64_t ss) {           \
     (void)saved; (void)ss;                                                                                   \
-    _Pragma("omp parallel for if (B * H >= 8192) schedule(static)")                                         \
+    _Pragma("omp parallel for num_threads(threads) if (B * H >= 8192) schedule(static)")                    \
     for (int64_t b = 0; b < B; b++) {                                                                        \
         if (live && !live[b]) copy_##T(H, h + b * sh, out + b * so);                                         \
         else rnn_row_##T(H, x + ROW * sx, hg + b * shg, bias, out + b * so);                                 \
@@ -134,7 +139,7 @@ void rnn_forward_##T(int64_t B, int64_t H, const T *x, int64_t sx, const int64_t
 void gru_backward_##T(int64_t B, int64_t H, const T *dh, const T *saved, int64_t ss, const T *h, int64_t sh, \
                       const uint8_t *live, T *dx, int64_t sdx, T *dhg, int64_t sdhg, T *back, const T *also, \
                       int64_t sa) {                                                                          \
-    _Pragma("omp parallel for if (B * H >= 8192) schedule(static)")                                         \
+    _Pragma("omp parallel for num_threads(threads) if (B * H >= 8192) schedule(static)")                    \
     for (int64_t b = 0; b < B; b++) {                                                                        \
         if (live && !live[b]) {                                                                              \
             for (int64_t j = 0; j < 3 * H; j++) { dx[b * sdx + j] = 0; dhg[b * sdhg + j] = 0; }              \
@@ -151,7 +156,7 @@ void rnn_backward_##T(int64_t B, int64_t H, const T *dh, const T *saved, int64_t
                       const uint8_t *live, T *dx, int64_t sdx, T *dhg, int64_t sdhg, T *back, const T *also, \
                       int64_t sa) {                                                                          \
     (void)h; (void)sh;                                                                                       \
-    _Pragma("omp parallel for if (B * H >= 8192) schedule(static)")                                         \
+    _Pragma("omp parallel for num_threads(threads) if (B * H >= 8192) schedule(static)")                    \
     for (int64_t b = 0; b < B; b++) {                                                                        \
         if (live && !live[b]) {                                                                              \
             for (int64_t j = 0; j < H; j++) { dx[b * sdx + j] = 0; dhg[b * sdhg + j] = 0; }                  \
@@ -184,7 +189,7 @@ void counts_log_likelihoods(int64_t B, int64_t T, int64_t L, int64_t order, int6
                             const int64_t *tokens, const int64_t *targets, const int64_t *next_keys,
                             int64_t n_next, const float *next_counts, const int64_t *history_keys,
                             int64_t n_history, const float *history_values, float *out) {
-    _Pragma("omp parallel for if (B * T >= 4096) schedule(static)")
+    _Pragma("omp parallel for num_threads(threads) if (B * T >= 4096) schedule(static)")
     for (int64_t b = 0; b < B; b++) {
         float probs[L];
         float *row = out + b * L;
@@ -260,6 +265,7 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
                                                                      i64, ptr, ptr, i64, ptr, i64]
             getattr(library, f"{kind}_backward_{dtype}").argtypes = [i64, i64, ptr, ptr, i64, ptr, i64, ptr, ptr,
                                                                       i64, ptr, i64, ptr, ptr, i64]
+    library.set_threads.argtypes = [i64]
     library.counts_log_likelihoods.argtypes = [i64, i64, i64, i64, i64, ctypes.c_float, ptr, ptr, ptr, i64, ptr,
                                                ptr, i64, ptr, ptr]
     return library
@@ -284,6 +290,7 @@ def log_likelihoods(tokens: torch.Tensor, targets: torch.Tensor, next_rows: tupl
     (next_keys, next_counts), (history_keys, history_values) = next_rows, history_rows
     languages = next_counts.shape[-1]
     out = torch.empty(len(tokens), languages)
+    LIBRARY.set_threads(torch.get_num_threads())
     LIBRARY.counts_log_likelihoods(len(tokens), tokens.shape[1], languages, order, n_tokens, discount,
                                    tokens.data_ptr(), targets.data_ptr(), next_keys.data_ptr(), len(next_keys),
                                    next_counts.contiguous().data_ptr(), history_keys.data_ptr(), len(history_keys),
@@ -328,6 +335,7 @@ class Sequence(torch.autograd.Function):
         steps, batch, hidden = states.shape
         width = weight.shape[0]
         backward = getattr(LIBRARY, f"{kind}_backward_{DTYPES[states.dtype]}")
+        LIBRARY.set_threads(torch.get_num_threads())
         dinputs = states.new_empty(batch, steps, width)  # batch first, as the inputs came: no copy downstream
         dhg = states.new_empty(steps, batch, width)  # time first, for one weight-gradient product
         weight_low = weight if low is None else weight.to(low)
@@ -365,6 +373,7 @@ def run(kind: str, inputs: torch.Tensor, h0: torch.Tensor, weight: torch.Tensor,
         if index.numel() and not 0 <= int(index.min()) <= int(index.max()) < len(inputs):
             raise IndexError("a row index outside the table")  # the C loop would read outside it
     forward = getattr(LIBRARY, f"{kind}_forward_{DTYPES[inputs.dtype]}")
+    LIBRARY.set_threads(torch.get_num_threads())
     states = inputs.new_empty(steps, batch, hidden)
     saved = inputs.new_empty(steps, batch, 4 * hidden) if keep and kind == "gru" else None
     transposed = weight.t() if low is None else weight.t().to(low)
