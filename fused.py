@@ -181,6 +181,49 @@ static int64_t find(const int64_t *keys, int64_t n, int64_t wanted) {
     return low < n && keys[low] == wanted ? low : -1;
 }
 
+/* model.LetterCounts.forward: each row's next-token probabilities (B, N) after its context (B, W: the last
+   tokens, -1 before the start), in its language, from the counts' sorted (history, next, language) keys and
+   their weights. A history's keys lie side by side, so one search finds where they start. */
+void counts_next(int64_t B, int64_t W, int64_t order, int64_t N, int64_t L, int64_t sos, float discount,
+                 const int64_t *language, const int64_t *contexts, const int64_t *keys, int64_t n_keys,
+                 const float *weights, float *out) {
+    _Pragma("omp parallel for num_threads(threads) if (B >= 256) schedule(static)")
+    for (int64_t b = 0; b < B; b++) {
+        float *probs = out + b * N, counts[N];
+        for (int64_t t = 0; t < N; t++) probs[t] = 1.0f / (float)(N - 1);
+        probs[sos] = 0;
+        const int64_t *recent = contexts + b * W;
+        for (int64_t length = 0; length < order; length++) {
+            int64_t key = length, present = 1;
+            for (int64_t i = W - length; i < W; i++) {
+                present &= recent[i] >= 0;
+                key = key * 64 + recent[i] + 1;
+            }
+            if (!present) continue;
+            int64_t first = (key * 64 + 1) * L, end = (key * 64 + N + 1) * L;
+            int64_t low = 0, high = n_keys;
+            while (low < high) {
+                int64_t middle = low + (high - low) / 2;
+                if (keys[middle] < first) low = middle + 1; else high = middle;
+            }
+            float total = 0, taken = 0;
+            for (int64_t t = 0; t < N; t++) counts[t] = 0;
+            for (int64_t k = low; k < n_keys && keys[k] < end; k++) {
+                if (keys[k] % L != language[b]) continue;
+                counts[keys[k] / L - key * 64 - 1] = weights[k];
+            }
+            for (int64_t t = 0; t < N; t++) {
+                total += counts[t];
+                taken += discount * (counts[t] < 1 ? counts[t] : 1);
+            }
+            if (total <= 0) continue;
+            for (int64_t t = 0; t < N; t++)
+                probs[t] = (counts[t] - discount * (counts[t] < 1 ? counts[t] : 1) + taken * probs[t])
+                           / (total > 1e-12f ? total : 1e-12f);
+        }
+    }
+}
+
 /* model.LetterCounts.log_likelihoods, the same sums in the same order: each name's log-likelihood in each
    of L languages from teacher-forcing tokens and targets (B, T; a target < 0 is past the end). next_keys
    and history_keys are the counts' sorted language-free keys; beside them, per key, L counts of what
@@ -266,6 +309,7 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
             getattr(library, f"{kind}_backward_{dtype}").argtypes = [i64, i64, ptr, ptr, i64, ptr, i64, ptr, ptr,
                                                                       i64, ptr, i64, ptr, ptr, i64]
     library.set_threads.argtypes = [i64]
+    library.counts_next.argtypes = [i64, i64, i64, i64, i64, i64, ctypes.c_float, ptr, ptr, ptr, i64, ptr, ptr]
     library.counts_log_likelihoods.argtypes = [i64, i64, i64, i64, i64, ctypes.c_float, ptr, ptr, ptr, i64, ptr,
                                                ptr, i64, ptr, ptr]
     return library
@@ -279,6 +323,19 @@ def available(*tensors: torch.Tensor) -> bool:
     """Whether the compiled loop can take these tensors: it was built, for their dtype (all one), on the CPU."""
     return (LIBRARY is not None and tensors[0].dtype in DTYPES
             and all(t.dtype == tensors[0].dtype and t.device.type == "cpu" for t in tensors))
+
+
+def next_token_probabilities(language: torch.Tensor, contexts: torch.Tensor, keys: torch.Tensor,
+                             weights: torch.Tensor, n_tokens: int, n_languages: int, order: int, start: int,
+                             discount: float) -> torch.Tensor:
+    """`model.LetterCounts.forward` in one C call, for rows language (B,) and contexts (B, order - 1)."""
+    language, contexts = language.contiguous(), contexts.contiguous()
+    out = torch.empty(len(language), n_tokens)
+    LIBRARY.set_threads(torch.get_num_threads())
+    LIBRARY.counts_next(len(language), contexts.shape[1], order, n_tokens, n_languages, start, discount,
+                        language.data_ptr(), contexts.data_ptr(), keys.data_ptr(), len(keys),
+                        weights.contiguous().data_ptr(), out.data_ptr())
+    return out
 
 
 def log_likelihoods(tokens: torch.Tensor, targets: torch.Tensor, next_rows: tuple[torch.Tensor, torch.Tensor],

@@ -316,6 +316,12 @@ class LetterCounts(nn.Module):
 
     def forward(self, language: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
         """Next-token probabilities (..., N) for languages (...) after contexts (..., order - 1)."""
+        if OPTIMISED[0] and fused.LIBRARY is not None and language.dtype == contexts.dtype == torch.long:
+            rows = language.numel()
+            probs = fused.next_token_probabilities(language.reshape(rows), contexts.reshape(rows, self.order - 1),
+                                                   self.keys, self.weights, self.n_tokens, self.n_languages,
+                                                   self.order, SOS, self.discount)
+            return probs.reshape(*language.shape, self.n_tokens)
         probs = torch.full((*language.shape, self.n_tokens), 1.0 / (self.n_tokens - 1))
         probs[..., SOS] = 0  # a name never starts again
         for length in range(self.order):

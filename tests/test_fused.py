@@ -120,3 +120,18 @@ def test_the_compiled_letter_counts_give_each_name_the_log_likelihoods_torch_giv
     with plain_torch():
         plain = counts.log_likelihoods(inputs, targets)
     torch.testing.assert_close(compiled, plain, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("order", [1, 3, 6])
+def test_the_compiled_letter_counts_give_the_next_token_probabilities_torch_gives(order):
+    pairs = load_dataset().pairs[::40]
+    counts = LetterCounts(N_TOKENS, 18, order, 0.6)
+    counts.fill(torch.tensor([language for _, language in pairs]), *generator_batch([name for name, _ in pairs]),
+                torch.rand(len(pairs)) + 0.1)
+    inputs, _ = generator_batch([name for name, _ in pairs[::5]] + ["Qxzvy", "Hinton-Smith", ""])
+    languages = torch.randint(0, 18, (len(inputs), 1)).expand_as(inputs)  # some names asked in another language
+    compiled = counts(languages, counts.contexts(inputs))
+    with plain_torch():
+        plain = counts(languages, counts.contexts(inputs))
+    torch.testing.assert_close(compiled, plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(compiled.sum(-1), torch.ones(inputs.shape))
