@@ -1,12 +1,13 @@
-"""The cells' recurrence as one compiled loop per time step: what made a GRU step cost a dozen small torch operations.
+"""Compiled loops for what cost the models a dozen small torch operations per time step.
 
 A step of a hand-built GRU is a matrix product and then about ten element-wise
 operations on small tensors, each paying torch's dispatch and, in training, an autograd
 node and its backward. Here the element-wise part of a step, forwards and backwards, is
 one C function (compiled with gcc on first use, then cached), the products stay torch's,
 and the whole sequence is one autograd node whose weight gradient is one product over
-all time steps. `model.Cell` falls back to plain torch operations, the same maths, where
-no compiler is at hand; the tests check the two agree and `gradcheck` the backward.
+all time steps. The letter counts' look-ups (`model.LetterCounts`) are C functions too.
+`model` falls back to plain torch operations, the same maths, where no compiler is at
+hand; the tests check the two agree and `gradcheck` the backward.
 """
 from __future__ import annotations
 
