@@ -182,6 +182,28 @@ static int64_t find(const int64_t *keys, int64_t n, int64_t wanted) {
     return low < n && keys[low] == wanted ? low : -1;
 }
 
+/* model.ngram_ids: every name's hashed 1- to 4-letter pieces, start and end marked, in the order torch
+   writes them (all 1-letter pieces, then 2-letter, ...), `buckets` for a piece past the name's end. */
+void ngram_ids(int64_t B, int64_t W, const int64_t *letters, const int64_t *lengths, int64_t buckets,
+               int64_t start, int64_t end, int64_t longest, int64_t *out) {
+    int64_t G = 0;
+    for (int64_t n = 1; n <= longest; n++) G += W + 3 - n;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t codes[W + 2], length = lengths[b], *row = out + b * G;
+        codes[0] = start;
+        for (int64_t i = 0; i < W; i++) codes[i + 1] = i < length ? letters[b * W + i] + 1 : 0;
+        codes[W + 1] = 0;
+        codes[length + 1] = end;
+        for (int64_t n = 1; n <= longest; n++) {
+            for (int64_t i = 0; i + n <= W + 2; i++) {
+                int64_t value = 0, scale = 1;
+                for (int64_t k = 0; k < n; k++, scale *= 64) value += codes[i + k] * scale;
+                *row++ = i + n <= length + 2 ? (value * 2654435761LL) % 4294967296LL * buckets >> 32 : buckets;
+            }
+        }
+    }
+}
+
 /* model.LetterCounts.forward: each row's next-token probabilities (B, N) after its context (B, W: the last
    tokens, -1 before the start), in its language, from the counts' sorted (history, next, language) keys and
    their weights. A history's keys lie side by side, so one search finds where they start. */
@@ -310,6 +332,7 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
             getattr(library, f"{kind}_backward_{dtype}").argtypes = [i64, i64, ptr, ptr, i64, ptr, i64, ptr, ptr,
                                                                       i64, ptr, i64, ptr, ptr, i64]
     library.set_threads.argtypes = [i64]
+    library.ngram_ids.argtypes = [i64, i64, ptr, ptr, i64, i64, i64, i64, ptr]
     library.counts_next.argtypes = [i64, i64, i64, i64, i64, i64, ctypes.c_float, ptr, ptr, ptr, i64, ptr, ptr]
     library.counts_log_likelihoods.argtypes = [i64, i64, i64, i64, i64, ctypes.c_float, ptr, ptr, ptr, i64, ptr,
                                                ptr, i64, ptr, ptr]
@@ -324,6 +347,17 @@ def available(*tensors: torch.Tensor) -> bool:
     """Whether the compiled loop can take these tensors: it was built, for their dtype (all one), on the CPU."""
     return (LIBRARY is not None and tensors[0].dtype in DTYPES
             and all(t.dtype == tensors[0].dtype and t.device.type == "cpu" for t in tensors))
+
+
+def ngram_ids(letters: torch.Tensor, lengths: torch.Tensor, buckets: int, start: int, end: int) -> torch.Tensor:
+    """`model.ngram_ids` in one C call: its dozens of torch operations cost a classifier step 3%."""
+    letters, lengths = letters.contiguous(), lengths.contiguous()
+    batch, width = letters.shape
+    longest = min(4, width + 2)
+    out = torch.empty(batch, sum(width + 3 - n for n in range(1, longest + 1)), dtype=torch.long)
+    LIBRARY.ngram_ids(batch, width, letters.data_ptr(), lengths.data_ptr(), buckets, start, end, longest,
+                      out.data_ptr())
+    return out
 
 
 def next_token_probabilities(language: torch.Tensor, contexts: torch.Tensor, keys: torch.Tensor,

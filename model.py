@@ -576,6 +576,8 @@ def ngram_ids(letters: torch.Tensor, lengths: torch.Tensor, buckets: int) -> tor
     the padding id `buckets`. Computed for the whole batch at once: hashing strings in
     Python, piece by piece, cost more than the model itself.
     """
+    if OPTIMISED[0] and fused.LIBRARY is not None and letters.dtype == lengths.dtype == torch.long:
+        return fused.ngram_ids(letters, lengths, buckets, len(ALPHABET) + 1, len(ALPHABET) + 2)
     batch, width = letters.shape
     codes = torch.zeros(batch, width + 2, dtype=torch.long)  # 0 past the end
     codes[:, 0] = len(ALPHABET) + 1  # start mark

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import fused
-from data import ALPHABET, load_dataset
+from data import ALPHABET, load_dataset, pad_batch
 from helpers import ROOT
-from model import N_TOKENS, Classifier, Generator, GRUCell, LetterCounts, RNNCell, generator_batch, plain_torch
+from model import (N_TOKENS, Classifier, Generator, GRUCell, LetterCounts, RNNCell, generator_batch, ngram_ids,
+                   plain_torch)
 
 pytestmark = pytest.mark.skipif(fused.LIBRARY is None, reason="no C compiler: the cells run in plain torch")
 LENGTHS = torch.tensor([6, 3, 1, 5, 6])
@@ -135,3 +136,11 @@ def test_the_compiled_letter_counts_give_the_next_token_probabilities_torch_give
         plain = counts(languages, counts.contexts(inputs))
     torch.testing.assert_close(compiled, plain, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(compiled.sum(-1), torch.ones(inputs.shape))
+
+
+def test_the_compiled_ngram_ids_are_torchs():
+    for names in (["Hinton", "Li", "Abramovich-Smith", "O'Neil", "X"], ["A"], ["Ab", "Xu"], [""]):
+        letters, lengths = pad_batch(names)
+        compiled = ngram_ids(letters, lengths, 4096)
+        with plain_torch():
+            assert torch.equal(compiled, ngram_ids(letters, lengths, 4096))
