@@ -172,14 +172,21 @@ void rnn_backward_##T(int64_t B, int64_t H, const T *dh, const T *saved, int64_t
 CELLS(float, exp_f)
 CELLS(double, exp_d)
 
-/* Where wanted sits among n sorted keys, or -1. */
-static int64_t find(const int64_t *keys, int64_t n, int64_t wanted) {
+
+/* The first of n sorted keys not below wanted (n if none is). */
+static int64_t lower_bound(const int64_t *keys, int64_t n, int64_t wanted) {
     int64_t low = 0, high = n;
     while (low < high) {
         int64_t middle = low + (high - low) / 2;
         if (keys[middle] < wanted) low = middle + 1; else high = middle;
     }
-    return low < n && keys[low] == wanted ? low : -1;
+    return low;
+}
+
+/* Where wanted sits among n sorted keys, or -1. */
+static int64_t find(const int64_t *keys, int64_t n, int64_t wanted) {
+    int64_t at = lower_bound(keys, n, wanted);
+    return at < n && keys[at] == wanted ? at : -1;
 }
 
 /* model.ngram_ids: every name's hashed 1- to 4-letter pieces, start and end marked, in the order torch
@@ -223,15 +230,10 @@ void counts_next(int64_t B, int64_t W, int64_t order, int64_t N, int64_t L, int6
                 key = key * 64 + recent[i] + 1;
             }
             if (!present) continue;
-            int64_t first = (key * 64 + 1) * L, end = (key * 64 + N + 1) * L;
-            int64_t low = 0, high = n_keys;
-            while (low < high) {
-                int64_t middle = low + (high - low) / 2;
-                if (keys[middle] < first) low = middle + 1; else high = middle;
-            }
+            int64_t end = (key * 64 + N + 1) * L;
             float total = 0, taken = 0;
             for (int64_t t = 0; t < N; t++) counts[t] = 0;
-            for (int64_t k = low; k < n_keys && keys[k] < end; k++) {
+            for (int64_t k = lower_bound(keys, n_keys, (key * 64 + 1) * L); k < n_keys && keys[k] < end; k++) {
                 if (keys[k] % L != language[b]) continue;
                 counts[keys[k] / L - key * 64 - 1] = weights[k];
             }

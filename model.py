@@ -147,15 +147,9 @@ class Cell(nn.Module):
         With lengths (B,), a name's state stops changing after its last letter. The compiled
         loop of `fused` where it can run, else the same maths step by step in torch.
         """
-        steps = inputs.shape[1]
-        shortest = steps if lengths is None else int(lengths.min())
         if OPTIMISED[0] and fused.available(inputs, h, self.h2h.weight, self.h2h.bias):
-            live = None if shortest >= steps else (torch.arange(steps)[:, None] < lengths).to(torch.uint8)  # (T, B)
-            arguments = (self.kind, inputs, h, self.h2h.weight, self.h2h.bias, live, shortest)
-            if torch.is_grad_enabled():
-                return fused.Sequence.apply(*arguments)
-            return fused.run(*arguments, fused.product_dtype())[0].transpose(0, 1)
-        return self.steps(inputs, h, lengths, shortest)
+            return self._compiled(inputs, h, lengths)
+        return self.steps(inputs, h, lengths, inputs.shape[1] if lengths is None else int(lengths.min()))
 
     def read(self, rows: nn.Embedding, letters: torch.Tensor, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """`sequence` of the input projections rows(letters), letters (B, T): how a classifier reads names.
@@ -166,11 +160,19 @@ class Cell(nn.Module):
         table = rows.weight
         if (OPTIMISED[0] and fused.available(table, h, self.h2h.weight, self.h2h.bias)
                 and not (torch.is_grad_enabled() and table.requires_grad)):
-            steps, shortest = letters.shape[1], int(lengths.min())
-            live = None if shortest >= steps else (torch.arange(steps)[:, None] < lengths).to(torch.uint8)
-            return fused.run(self.kind, table, h, self.h2h.weight, self.h2h.bias, live, shortest,
-                             rows=letters)[0].transpose(0, 1)
+            return self._compiled(table, h, lengths, letters)
         return self.sequence(rows(letters), h, lengths)
+
+    def _compiled(self, inputs: torch.Tensor, h: torch.Tensor, lengths: torch.Tensor | None,
+                  letters: torch.Tensor | None = None) -> torch.Tensor:
+        """`fused`'s loop over inputs (B, T, W*H), or with letters (B, T) over those rows of a table inputs."""
+        steps = inputs.shape[1] if letters is None else letters.shape[1]
+        shortest = steps if lengths is None else int(lengths.min())
+        live = None if shortest >= steps else (torch.arange(steps)[:, None] < lengths).to(torch.uint8)  # (T, B)
+        arguments = (self.kind, inputs, h, self.h2h.weight, self.h2h.bias, live, shortest)
+        if letters is None and torch.is_grad_enabled():
+            return fused.Sequence.apply(*arguments)
+        return fused.run(*arguments, fused.product_dtype(), rows=letters)[0].transpose(0, 1)
 
     def steps(self, inputs: torch.Tensor, h: torch.Tensor, lengths: torch.Tensor | None,
               shortest: int) -> torch.Tensor:
