@@ -415,15 +415,17 @@ class Sequence(torch.autograd.Function):
     def forward(ctx, kind: str, inputs: torch.Tensor, h0: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                 live: torch.Tensor | None, shortest: int) -> torch.Tensor:
         low, h0 = product_dtype(), h0.contiguous()
+        weight_low = weight if low is None else weight.detach().to(low)  # cast once, for both passes
         with torch.autocast("cpu", enabled=False):
-            states, saved = run(kind, inputs, h0, weight, bias, live, shortest, low, keep=True)
+            states, saved = run(kind, inputs, h0, weight_low, bias, live, shortest, low, keep=True)
         ctx.kind, ctx.shortest, ctx.low = kind, shortest, low
-        ctx.save_for_backward(h0, weight, states, saved, live)
+        ctx.save_for_backward(h0, weight_low, states, saved, live)
         return states.transpose(0, 1)
 
     @staticmethod
     def backward(ctx, grad_states: torch.Tensor):
         h0, weight, states, saved, live = ctx.saved_tensors  # states (T, B, H), saved (T, B, 4H): time first
+        # weight is in the products' precision (ctx.low), as forward cast it
         kind, shortest, low = ctx.kind, ctx.shortest, ctx.low
         grad_states = grad_states.transpose(0, 1).contiguous()
         steps, batch, hidden = states.shape
@@ -432,7 +434,6 @@ class Sequence(torch.autograd.Function):
         LIBRARY.set_threads(torch.get_num_threads())
         dinputs = states.new_empty(batch, steps, width)  # batch first, as the inputs came: no copy downstream
         dhg = states.new_empty(steps, batch, width)  # time first, for one weight-gradient product
-        weight_low = weight if low is None else weight.to(low)
         dh = grad_states[-1].clone()
         back = states.new_empty(batch, hidden)
         kept = saved if kind == "gru" else states
@@ -441,7 +442,7 @@ class Sequence(torch.autograd.Function):
                      _step(states, t - 1) if t else h0.data_ptr(), hidden, None if t < shortest else _step(live, t),
                      _step(dinputs, t, 1), steps * width, _step(dhg, t), width, back.data_ptr(),
                      _step(grad_states, t - 1) if t else None, hidden)
-            dh = torch.addmm(back, dhg[t], weight) if low is None else back + _product(dhg[t], weight_low, low)
+            dh = torch.addmm(back, dhg[t], weight) if low is None else back + dhg[t].to(low) @ weight  # float32
         previous = torch.cat((h0[None], states[:-1])).reshape(-1, hidden)
         flat = dhg.reshape(-1, width)
         return None, dinputs, dh, _product(flat.t(), previous, low), flat.sum(0), None, None
@@ -470,7 +471,7 @@ def run(kind: str, inputs: torch.Tensor, h0: torch.Tensor, weight: torch.Tensor,
     LIBRARY.set_threads(torch.get_num_threads())
     states = inputs.new_empty(steps, batch, hidden)
     saved = inputs.new_empty(steps, batch, 4 * hidden) if keep and kind == "gru" else None
-    transposed = weight.t() if low is None else weight.t().to(low)
+    transposed = weight.t() if low is None else weight.to(low).t()  # a no-op cast where the caller cast it
     hg = inputs.new_empty(batch, width)
     bias = bias.contiguous()
     h = h0

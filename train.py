@@ -391,6 +391,8 @@ def train_generator(dataset: Dataset, real: list[tuple[str, int]], settings: dic
     """Teacher-forced training on the train split and a share of real names each epoch; keep the best validation NLL.
 
     Validation is the data set's alone, so the NLL compares with a generator trained without real names.
+    The letter counts are mixed in at the end (`mix_in_generator_counts`), still in the generator's own
+    process when both models train: their validation passes overlap the classifier's report.
     """
     torch.manual_seed(seed)
     train, extra = generator_examples(dataset, real, settings["real_weight"])
@@ -411,6 +413,8 @@ def train_generator(dataset: Dataset, real: list[tuple[str, int]], settings: dic
     history = fit(model, train, loss_of, validate, settings["epochs"], settings["lr"], settings["batch_size"],
                   random.Random(seed), max_steps, log, precision=settings["precision"], extra=extra,
                   extra_share=settings["real_share"])
+    if settings["count_order"]:
+        history["counts"] = mix_in_generator_counts(model, train + extra, validation)
     return model, history
 
 
@@ -434,10 +438,9 @@ def run_generator(dataset: Dataset, real: list[tuple[str, int]], args: argparse.
         print(f"training the generator: {settings}")
         trained = train_generator(dataset, real, settings, args.seed, dry_run_steps(args))
     model, history = trained
-    train, extra = generator_examples(dataset, real, settings["real_weight"])
-    mixture = {}
-    if settings["count_order"]:
-        mixture = mix_in_generator_counts(model, train + extra, dataset.split("validation"))
+    _, extra = generator_examples(dataset, real, settings["real_weight"])
+    mixture = history.get("counts", {})
+    if mixture:
         print(f"letter counts mixed in at a share of {mixture['share']:.3f}: validation NLL "
               f"{mixture['validation_nll_network']:.3f} for the network alone, {mixture['validation_nll']:.3f} mixed")
     test_nll = generator_nll(model, dataset.split("test"))

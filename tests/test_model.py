@@ -163,6 +163,18 @@ def test_sampling_is_deterministic_with_a_seed_and_respects_prefix_and_length():
     assert invent(model, 0, ["r", "r"], 1.0, seed=3) == invent(model, 0, ["r", "r"], 1.0, seed=3)
 
 
+def test_each_name_is_drawn_from_its_own_state_when_others_have_ended():
+    """Names that end leave the batch; greedy draws (top-k 1) show every other name still reads its own state."""
+    model = make_generator()
+    with torch.no_grad():
+        model.o2o.bias[EOS] += 1.0  # so that this untrained model ends names after one to a dozen letters
+    prefixes = ["", "a", "zz", "mo", "k", "o'", "ba", "x"]
+    together = sample(model, 3, prefixes, 1.0, top_k=1, max_length=12)
+    alone = [sample(model, 3, [prefix], 1.0, top_k=1, max_length=12)[0] for prefix in prefixes]
+    assert together == alone
+    assert len({len(name) for name, _ in together}) > 2  # names ended at different steps, one near the end
+
+
 def test_invent_avoids_repeats_and_writes_names_as_the_data_set_does():
     model = make_generator()
     names = invent(model, 1, ["r"] * 4, 1.5, capital_after="'", seed=0)
