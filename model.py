@@ -675,9 +675,8 @@ def sample(model: Generator, language: int, prefixes: list[str], temperature: fl
     forced = torch.full((batch, width), -1, dtype=torch.long)  # (B, P): prefix letters, -1 where free
     for row, prefix in enumerate(prefixes):
         forced[row, :len(prefix)] = torch.tensor(encode(fold(prefix)), dtype=torch.long)
-    letters = torch.full((batch, max_length), -1, dtype=torch.long)  # (B, max_length), -1 past the end
-    ended = torch.zeros(batch, dtype=torch.bool)
-    rows = torch.arange(batch)  # the names still being written: a name that has ended costs nothing more
+    letters = []
+    done = torch.zeros(batch, dtype=torch.bool)
     for position in range(max_length + 1):  # the last step can only end the name
         log_probs, h = _next_log_probs(model, language_t, history, h, position, min_length, max_length)
         logits = log_probs / temperature
@@ -686,14 +685,13 @@ def sample(model: Generator, language: int, prefixes: list[str], temperature: fl
         token = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=rng)[:, 0]
         if position < width:
             token = torch.where(forced[:, position] >= 0, forced[:, position], token)
-        going = token != EOS
-        ended[rows[~going]] = True
-        if position == max_length or not bool(going.any()):
+        done |= token == EOS
+        if position == max_length or bool(done.all()):
             break
-        rows, token, h, language_t = rows[going], token[going], h[going], language_t[going]
-        history, forced = torch.cat((history[going], token[:, None]), dim=1), forced[going]
-        letters[rows, position] = token
-    return [("".join(ALPHABET[i] for i in row if i >= 0), bool(e)) for row, e in zip(letters.tolist(), ended)]
+        letters.append(torch.where(done, -1, token))
+        history = torch.cat((history, token[:, None]), dim=1)
+    columns = torch.stack(letters, dim=1).tolist() if letters else [[] for _ in prefixes]
+    return [("".join(ALPHABET[i] for i in row if i >= 0), bool(e)) for row, e in zip(columns, done)]
 
 
 @torch.no_grad()
