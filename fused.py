@@ -172,6 +172,57 @@ void rnn_backward_##T(int64_t B, int64_t H, const T *dh, const T *saved, int64_t
 CELLS(float, exp_f)
 CELLS(double, exp_d)
 
+/* BLAS's matrix product in Fortran's form, the one torch's own CPU products call (MKL, in torch's CPU build):
+   found in torch's library when this one is loaded (`set_gemm`), so that a whole sequence is one call. */
+typedef void (*gemm_float)(const char *, const char *, const int *, const int *, const int *, const float *,
+                           const float *, const int *, const float *, const int *, const float *, float *,
+                           const int *);
+typedef void (*gemm_double)(const char *, const char *, const int *, const int *, const int *, const double *,
+                            const double *, const int *, const double *, const int *, const double *, double *,
+                            const int *);
+static gemm_float gemm_p_float;
+static gemm_double gemm_p_double;
+void set_gemm(void *single, void *twice) { gemm_p_float = (gemm_float)single; gemm_p_double = (gemm_double)twice; }
+
+/* A whole sequence, as fused.run's loop of torch products and *_forward calls: each step's state projection
+   h W^T (W row-major (G, H), G = 3H for a GRU, H for the tanh cell) into hg, then the step. x steps by xt
+   per time step, rows (steps, B) as in *_forward; states (steps, B, H), saved (steps, B, 4H) or NULL. */
+#define SEQUENCES(T)                                                                                         \
+void sequence_forward_##T(int64_t gru, int64_t steps, int64_t B, int64_t H, const T *x, int64_t sx,         \
+                          int64_t xt, const int64_t *rows, const T *W, const T *bias, const T *h0,           \
+                          const uint8_t *live, int64_t shortest, T *states, T *saved, T *hg) {               \
+    int m = gru ? 3 * H : H, n = B, k = H;                                                                   \
+    T one = 1, zero = 0;                                                                                     \
+    const T *h = h0;                                                                                         \
+    for (int64_t t = 0; t < steps; t++) {                                                                    \
+        gemm_p_##T("T", "N", &m, &n, &k, &one, W, &k, h, &k, &zero, hg, &m);                                \
+        (gru ? gru_forward_##T : rnn_forward_##T)(B, H, x + t * xt, sx, rows ? rows + t * B : 0, hg, m,     \
+            bias, h, H, t < shortest ? 0 : live + t * B, states + t * B * H, H,                              \
+            saved ? saved + t * B * 4 * H : 0, 4 * H);                                                       \
+        h = states + t * B * H;                                                                              \
+    }                                                                                                        \
+}                                                                                                            \
+                                                                                                             \
+/* Its backward, as Sequence.backward's loop: dh (B, H) holds the last state's gradient, then the first     \
+   state's. kept is saved (a GRU) or states (the tanh cell), ks its row length; dinputs (B, steps, G),       \
+   dhg (steps, B, G), back (B, H) scratch, grad_states (steps, B, H). */                                      \
+void sequence_backward_##T(int64_t gru, int64_t steps, int64_t B, int64_t H, T *dh, const T *kept,          \
+                           int64_t ks, const T *states, const T *h0, const uint8_t *live, int64_t shortest,  \
+                           T *dinputs, T *dhg, T *back, const T *grad_states, const T *W) {                  \
+    int m = H, n = B, k = gru ? 3 * H : H;                                                                   \
+    T one = 1;                                                                                               \
+    for (int64_t t = steps - 1; t >= 0; t--) {                                                               \
+        (gru ? gru_backward_##T : rnn_backward_##T)(B, H, dh, kept + t * B * ks, ks,                         \
+            t ? states + (t - 1) * B * H : h0, H, t < shortest ? 0 : live + t * B, dinputs + t * k,          \
+            steps * k, dhg + t * B * k, k, back, t ? grad_states + (t - 1) * B * H : 0, H);                  \
+        copy_##T(B * H, back, dh);  /* dh = back + dhg[t] W */                                               \
+        gemm_p_##T("N", "N", &m, &n, &k, &one, W, &m, dhg + t * B * k, &k, &one, dh, &m);                   \
+    }                                                                                                        \
+}
+
+SEQUENCES(float)
+SEQUENCES(double)
+
 
 /* The first of n sorted keys not below wanted (n if none is). */
 static int64_t lower_bound(const int64_t *keys, int64_t n, int64_t wanted) {
@@ -333,6 +384,12 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
                                                                      i64, ptr, ptr, i64, ptr, i64]
             getattr(library, f"{kind}_backward_{dtype}").argtypes = [i64, i64, ptr, ptr, i64, ptr, i64, ptr, ptr,
                                                                       i64, ptr, i64, ptr, ptr, i64]
+    for dtype in ("float", "double"):
+        getattr(library, f"sequence_forward_{dtype}").argtypes = [i64, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr,
+                                                                  ptr, ptr, i64, ptr, ptr, ptr]
+        getattr(library, f"sequence_backward_{dtype}").argtypes = [i64, i64, i64, i64, ptr, ptr, i64, ptr, ptr, ptr,
+                                                                   i64, ptr, ptr, ptr, ptr, ptr]
+    library.set_gemm.argtypes = [ptr, ptr]
     library.set_threads.argtypes = [i64]
     library.ngram_ids.argtypes = [i64, i64, ptr, ptr, i64, i64, i64, i64, ptr]
     library.counts_next.argtypes = [i64, i64, i64, i64, i64, i64, ctypes.c_float, ptr, ptr, ptr, i64, ptr, ptr]
@@ -341,7 +398,22 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
     return library
 
 
+def _torch_gemm(library: ctypes.CDLL | None) -> bool:
+    """Hand the C loops the matrix product torch's CPU build calls itself (MKL's sgemm_ and dgemm_, which its
+    library exports), so that a float sequence runs in one call: a step's Python bookkeeping cost the
+    classifier's training a tenth of its time. False where there is no such library or symbol."""
+    if library is None:
+        return False
+    try:
+        blas = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        library.set_gemm(ctypes.cast(blas.sgemm_, ctypes.c_void_p), ctypes.cast(blas.dgemm_, ctypes.c_void_p))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 LIBRARY = _build()
+GEMM = _torch_gemm(LIBRARY)
 DTYPES = {torch.float32: "float", torch.float64: "double"}
 
 
@@ -415,7 +487,7 @@ class Sequence(torch.autograd.Function):
     def forward(ctx, kind: str, inputs: torch.Tensor, h0: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                 live: torch.Tensor | None, shortest: int) -> torch.Tensor:
         low, h0 = product_dtype(), h0.contiguous()
-        weight_low = weight if low is None else weight.detach().to(low)  # cast once, for both passes
+        weight_low = weight.contiguous() if low is None else weight.detach().to(low)  # cast once, for both passes
         with torch.autocast("cpu", enabled=False):
             states, saved = run(kind, inputs, h0, weight_low, bias, live, shortest, low, keep=True)
         ctx.kind, ctx.shortest, ctx.low = kind, shortest, low
@@ -437,12 +509,18 @@ class Sequence(torch.autograd.Function):
         dh = grad_states[-1].clone()
         back = states.new_empty(batch, hidden)
         kept = saved if kind == "gru" else states
-        for t in range(steps - 1, -1, -1):
-            backward(batch, hidden, dh.data_ptr(), _step(kept, t), kept.shape[2],
-                     _step(states, t - 1) if t else h0.data_ptr(), hidden, None if t < shortest else _step(live, t),
-                     _step(dinputs, t, 1), steps * width, _step(dhg, t), width, back.data_ptr(),
-                     _step(grad_states, t - 1) if t else None, hidden)
-            dh = torch.addmm(back, dhg[t], weight) if low is None else back + dhg[t].to(low) @ weight  # float32
+        if low is None and GEMM:  # the loop below in one C call
+            getattr(LIBRARY, f"sequence_backward_{DTYPES[states.dtype]}")(
+                kind == "gru", steps, batch, hidden, dh.data_ptr(), kept.data_ptr(), kept.shape[2], states.data_ptr(),
+                h0.data_ptr(), None if live is None else live.data_ptr(), shortest, dinputs.data_ptr(),
+                dhg.data_ptr(), back.data_ptr(), grad_states.data_ptr(), weight.data_ptr())
+        else:
+            for t in range(steps - 1, -1, -1):
+                backward(batch, hidden, dh.data_ptr(), _step(kept, t), kept.shape[2],
+                         _step(states, t - 1) if t else h0.data_ptr(), hidden,
+                         None if t < shortest else _step(live, t), _step(dinputs, t, 1), steps * width,
+                         _step(dhg, t), width, back.data_ptr(), _step(grad_states, t - 1) if t else None, hidden)
+                dh = torch.addmm(back, dhg[t], weight) if low is None else back + dhg[t].to(low) @ weight  # float32
         previous = torch.cat((h0[None], states[:-1])).reshape(-1, hidden)
         flat = dhg.reshape(-1, width)
         return None, dinputs, dh, _product(flat.t(), previous, low), flat.sum(0), None, None
@@ -457,7 +535,7 @@ def run(kind: str, inputs: torch.Tensor, h0: torch.Tensor, weight: torch.Tensor,
     With rows (B, T) indices, inputs is instead a table (V, W*H) of input projections, and each step reads
     the rows it needs from it: for inference, where no (B, T, W*H) tensor of them need ever be written.
     """
-    inputs, h0 = inputs.contiguous(), h0.contiguous()
+    inputs, h0, weight = inputs.contiguous(), h0.contiguous(), weight.contiguous()
     batch, hidden = h0.shape
     if rows is None:
         _, steps, width = inputs.shape
@@ -474,6 +552,13 @@ def run(kind: str, inputs: torch.Tensor, h0: torch.Tensor, weight: torch.Tensor,
     transposed = weight.t() if low is None else weight.to(low).t()  # a no-op cast where the caller cast it
     hg = inputs.new_empty(batch, width)
     bias = bias.contiguous()
+    if low is None and GEMM:  # the loop below in one C call
+        getattr(LIBRARY, f"sequence_forward_{DTYPES[inputs.dtype]}")(
+            kind == "gru", steps, batch, hidden, inputs.data_ptr(), x_stride, x_step,
+            None if index is None else index.data_ptr(), weight.data_ptr(), bias.data_ptr(),
+            h0.data_ptr(), None if live is None else live.data_ptr(), shortest, states.data_ptr(),
+            None if saved is None else saved.data_ptr(), hg.data_ptr())
+        return states, saved
     h = h0
     for t in range(steps):  # the C step adds the bias: addmm would first copy it into every row
         if low is None:

@@ -51,6 +51,29 @@ def test_the_fused_sequence_equals_the_plain_steps_in_values_and_gradients(cell_
         torch.testing.assert_close(ours, plain, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("cell_type", [GRUCell, RNNCell])
+def test_a_sequence_in_one_c_call_equals_its_loop_of_torch_products_to_the_bit(cell_type, monkeypatch):
+    """Handed torch's own BLAS product, C runs the whole loop: the same products in the same order."""
+    if not fused.GEMM:
+        pytest.skip("torch's library exports no sgemm_ here: the loop stays in Python")
+    torch.manual_seed(0)
+    cell = cell_type(16)
+    inputs, h = inputs_for(cell)
+    weights = torch.randn(len(LENGTHS), int(LENGTHS.max()), 16)
+    rows = torch.nn.Embedding(30, inputs.shape[2])
+    letters = torch.randint(0, 30, (len(LENGTHS), int(LENGTHS.max())))
+    results = []
+    for one_call in (True, False):
+        monkeypatch.setattr(fused, "GEMM", one_call)
+        states = cell.sequence(inputs, h, LENGTHS)
+        gradients = torch.autograd.grad((states * weights).sum(), (inputs, h, *cell.parameters()))
+        with torch.no_grad():  # prediction's path: the input projections looked up as they are read
+            read = cell.read(rows, letters, h, LENGTHS)
+        results.append((states, *gradients, read))
+    for one_call, loop in zip(*results):
+        assert torch.equal(one_call, loop)
+
+
 def test_the_fused_sequence_runs_its_products_in_bfloat16_inside_autocast_as_plain_torch_does():
     torch.manual_seed(0)
     cell = GRUCell(32)
