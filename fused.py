@@ -479,6 +479,11 @@ def product_dtype() -> torch.dtype | None:
     return None
 
 
+def _one_call(low: torch.dtype | None) -> bool:
+    """Whether a sequence runs as one C call: float products, with torch's BLAS handed to C (`_torch_gemm`)."""
+    return low is None and GEMM
+
+
 def _product(a: torch.Tensor, b: torch.Tensor, low: torch.dtype | None) -> torch.Tensor:
     return a @ b if low is None else (a.to(low) @ b.to(low)).to(a.dtype)
 
@@ -505,19 +510,19 @@ class Sequence(torch.autograd.Function):
         grad_states = grad_states.transpose(0, 1).contiguous()
         steps, batch, hidden = states.shape
         width = weight.shape[0]
-        backward = getattr(LIBRARY, f"{kind}_backward_{DTYPES[states.dtype]}")
         LIBRARY.set_threads(torch.get_num_threads())
         dinputs = states.new_empty(batch, steps, width)  # batch first, as the inputs came: no copy downstream
         dhg = states.new_empty(steps, batch, width)  # time first, for one weight-gradient product
         dh = grad_states[-1].clone()
         back = states.new_empty(batch, hidden)
         kept = saved if kind == "gru" else states
-        if low is None and GEMM:  # the loop below in one C call
+        if _one_call(low):  # the loop below in one C call
             getattr(LIBRARY, f"sequence_backward_{DTYPES[states.dtype]}")(
                 kind == "gru", steps, batch, hidden, dh.data_ptr(), kept.data_ptr(), kept.shape[2], states.data_ptr(),
                 h0.data_ptr(), None if live is None else live.data_ptr(), shortest, dinputs.data_ptr(),
                 dhg.data_ptr(), back.data_ptr(), grad_states.data_ptr(), weight.data_ptr())
         else:
+            backward = getattr(LIBRARY, f"{kind}_backward_{DTYPES[states.dtype]}")
             for t in range(steps - 1, -1, -1):
                 backward(batch, hidden, dh.data_ptr(), _step(kept, t), kept.shape[2],
                          _step(states, t - 1) if t else h0.data_ptr(), hidden,
@@ -548,20 +553,20 @@ def run(kind: str, inputs: torch.Tensor, h0: torch.Tensor, weight: torch.Tensor,
         index, x_stride, x_step = rows.t().contiguous(), width, 0
         if index.numel() and not 0 <= int(index.min()) <= int(index.max()) < len(inputs):
             raise IndexError("a row index outside the table")  # the C loop would read outside it
-    forward = getattr(LIBRARY, f"{kind}_forward_{DTYPES[inputs.dtype]}")
     LIBRARY.set_threads(torch.get_num_threads())
     states = inputs.new_empty(steps, batch, hidden)
     saved = inputs.new_empty(steps, batch, 4 * hidden) if keep and kind == "gru" else None
-    transposed = weight.t() if low is None else weight.to(low).t()  # a no-op cast where the caller cast it
     hg = inputs.new_empty(batch, width)
     bias = bias.contiguous()
-    if low is None and GEMM:  # the loop below in one C call
+    if _one_call(low):  # the loop below in one C call
         getattr(LIBRARY, f"sequence_forward_{DTYPES[inputs.dtype]}")(
             kind == "gru", steps, batch, hidden, inputs.data_ptr(), x_stride, x_step,
             None if index is None else index.data_ptr(), weight.data_ptr(), bias.data_ptr(),
             h0.data_ptr(), None if live is None else live.data_ptr(), shortest, states.data_ptr(),
             None if saved is None else saved.data_ptr(), hg.data_ptr())
         return states, saved
+    forward = getattr(LIBRARY, f"{kind}_forward_{DTYPES[inputs.dtype]}")
+    transposed = weight.t() if low is None else weight.to(low).t()  # a no-op cast where the caller cast it
     h = h0
     for t in range(steps):  # the C step adds the bias: addmm would first copy it into every row
         if low is None:
