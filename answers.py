@@ -5,9 +5,11 @@ way everywhere, so a script and the server never disagree about what is allowed.
 """
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +60,30 @@ def answers(names: list[str], normalised: list[str], log_probs: torch.Tensor, la
              "sure": row_sure}
             for name, clean, row_values, row_indices, row_sure in zip(names, normalised, values.tolist(),
                                                                        indices.tolist(), sure)]
+
+
+def answer_lines(names: list[str], normalised: list[str], log_probs: torch.Tensor, languages: list[str], top: int,
+                 sure_from: float) -> list[str]:
+    """`answers` as JSON lines, byte for byte what json.dumps(answer, ensure_ascii=False) writes, but written
+    straight from the scores: building a dict per name first took twice as long for `predict.py --json`
+    (1.5 s of its 4.8 s on 100,000 distinct names).
+    """
+    values, indices = log_probs.topk(min(top, len(languages)), dim=1)
+    if not bool(values.isfinite().all()):  # json.dumps writes -Infinity and NaN where repr writes -inf and nan
+        return [json.dumps(answer, ensure_ascii=False) + "\n"
+                for answer in answers(names, normalised, log_probs, languages, top, sure_from)]
+    sure = (values[:, 0].exp() >= sure_from).tolist()
+    quoted = [encode_basestring(language) for language in languages]
+    line = ('{{"name": {}, "normalised": {}, "result": [' + ", ".join(["[{!r}, {}]"] * values.shape[1])
+            + '], "sure": {}}}\n').format
+    lines = []
+    for name, clean, row_values, row_indices, row_sure in zip(names, normalised, values.tolist(), indices.tolist(),
+                                                              sure):
+        fields = [encode_basestring(name), encode_basestring(clean)]
+        for value, index in zip(row_values, row_indices):
+            fields += (round(value, 4), quoted[index])
+        lines.append(line(*fields, "true" if row_sure else "false"))
+    return lines
 
 
 @dataclass

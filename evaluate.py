@@ -246,25 +246,35 @@ def scored_batches(examples: list[tuple[str, int]], first_letter_given: bool = T
         yield torch.tensor([label for _, label in chunk]), inputs, targets
 
 
-def generator_nll(model: Generator, examples: list[tuple[str, int]], first_letter_given: bool = True) -> float:
-    """Held-out NLL in nats per character of folded names, given the language, pooled over all names."""
+def generator_nlls(model: Generator, examples: list[tuple[str, int]]) -> tuple[float, float]:
+    """Held-out NLL in nats per character of folded names, given the language, pooled over all names:
+    with the first letter given, and with it scored too (see `scored_batches`), from one pass.
+    """
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    first = rest = 0.0
+    firsts = letters = 0
     with torch.no_grad():
-        for language, inputs, targets in scored_batches(examples, first_letter_given):
-            log_probs = model(language, inputs)
-            total += float(F.nll_loss(log_probs.transpose(1, 2), targets, reduction="sum"))
-            count += int((targets != -100).sum())
+        for language, inputs, targets in scored_batches(examples, first_letter_given=False):
+            per_letter = F.nll_loss(model(language, inputs).transpose(1, 2), targets, reduction="none")  # 0 at -100
+            first, rest = first + float(per_letter[:, 0].sum()), rest + float(per_letter[:, 1:].sum())
+            firsts += int((targets[:, 0] != -100).sum())
+            letters += int((targets[:, 1:] != -100).sum())
     model.train(was_training)
-    return total / max(count, 1)
+    return rest / max(letters, 1), (first + rest) / max(firsts + letters, 1)
+
+
+def generator_nll(model: Generator, examples: list[tuple[str, int]]) -> float:
+    """The NLL of examples with the first letter given (`generator_nlls`): what picks the generator's best epoch."""
+    return generator_nlls(model, examples)[0]
 
 
 @torch.no_grad()
-def fit_counts_share(model: Generator, examples: list[tuple[str, int]]) -> float:
+def fit_counts_share(model: Generator, examples: list[tuple[str, int]]) -> tuple[float, float, float]:
     """The share of the letter counts in the generator's mixture that minimises the NLL of examples.
 
-    Searched over [0, 1]: the NLL of a mixture is convex in its share.
+    Searched over [0, 1]: the NLL of a mixture is convex in its share. Returns (share, the NLL
+    of the network alone, the NLL of the mixture at that share), all from one pass over examples.
     """
     model.eval()
     share = float(model.counts_share)
@@ -281,7 +291,8 @@ def fit_counts_share(model: Generator, examples: list[tuple[str, int]]) -> float
     def nll(share: float) -> float:
         return -float(mixture(network, counted.log(), share).mean())
 
-    return round(minimise(nll, 1e-4, 1 - 1e-4, 40), 4)
+    fitted = round(minimise(nll, 1e-4, 1 - 1e-4, 40), 4)
+    return fitted, -float(network.mean()), nll(fitted)
 
 
 def sample_quality(generator: Generator, classifier: Classifier, dataset: Dataset, known: set[str],

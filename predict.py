@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from answers import NearestNames, answers, explanation_lines, explanations, run_script
+from answers import NearestNames, answer_lines, answers, explanation_lines, explanations, run_script
 from data import DEFAULT_TOP, ArgumentParser, DataError, usable_name
 from model import CLASSIFIER_PATH, classify, load_model
 
@@ -52,10 +52,13 @@ def read_names(args: argparse.Namespace) -> list[str]:
     return names
 
 
-def answers_for(names: list[str], args: argparse.Namespace) -> dict[str, dict]:
-    """One answer per distinct input (name lists repeat names), an {"error"} record where it has none."""
+def answers_for(names: list[str], args: argparse.Namespace) -> dict[str, dict | str]:
+    """One answer per distinct input (name lists repeat names), an {"error"} record where it has none.
+
+    With --json and no --explain, each answer comes as its JSON line, written straight from the scores.
+    """
     model, checkpoint = load_model(args.checkpoint, "classifier")
-    records: dict[str, dict] = {}
+    records: dict[str, dict | str] = {}
     normalised: dict[str, str] = {}
     for name in dict.fromkeys(names):
         try:
@@ -65,13 +68,15 @@ def answers_for(names: list[str], args: argparse.Namespace) -> dict[str, dict]:
     unique = list(dict.fromkeys(normalised.values()))
     if not unique:
         return records
-    found = dict(zip(unique, answers(unique, unique, classify(model, unique), checkpoint["languages"], args.top,
-                                     checkpoint["sure_threshold"])))
+    row = {clean: i for i, clean in enumerate(unique)}
+    log_probs = classify(model, unique)[[row[clean] for clean in normalised.values()]]  # a row per input
+    write = answer_lines if args.json and not args.explain else answers
+    records.update(zip(normalised, write(list(normalised), list(normalised.values()), log_probs,
+                                         checkpoint["languages"], args.top, checkpoint["sure_threshold"])))
     if args.explain:  # the index costs a pass over the training names: only when asked
-        for clean, why in zip(unique, explanations(model, unique, NearestNames.of(model, checkpoint))):
-            found[clean]["explain"] = why
-    for name, clean in normalised.items():
-        records[name] = {**found[clean], "name": name}
+        why = dict(zip(unique, explanations(model, unique, NearestNames.of(model, checkpoint))))
+        for name, clean in normalised.items():
+            records[name]["explain"] = why[clean]
     return records
 
 
@@ -83,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
 def write_answers(names: list[str], args: argparse.Namespace) -> int:
     records = answers_for(names, args)
     if args.json:
-        lines = {name: json.dumps(record, ensure_ascii=False) + "\n" for name, record in records.items()}
+        lines = {name: record if isinstance(record, str) else json.dumps(record, ensure_ascii=False) + "\n"
+                 for name, record in records.items()}
         sys.stdout.write("".join(lines[name] for name in names))
         return 0
     status = 0

@@ -27,7 +27,7 @@ from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, SPLIT_RULE, TOP_K_RANGE, 
                   case_patterns, fold, in_shape, in_split, learn_casing, learn_lengths, load_dataset,
                   load_real_names)
 from evaluate import (choose_temperature, evaluate_classifier, fit_counts_share, fit_temperature, generator_nll,
-                      headline, mean_recall, reliability, report_classifier, scores, sure_threshold)
+                      generator_nlls, headline, mean_recall, reliability, report_classifier, scores, sure_threshold)
 from model import (CHECKPOINT_DIR, N_TOKENS, CheckpointError, Classifier, Generator, LetterCounts, classify,
                    generator_batch, invent, load_model, save_checkpoint)
 from plots import plot_confusion, plot_losses, plot_reliability
@@ -424,10 +424,9 @@ def mix_in_generator_counts(model: Generator, examples: list[Example], validatio
     temperature, fitted after training, so training itself is the network's alone.
     """
     fill_counts(model.counts, examples)
-    alone = generator_nll(model, validation)
-    model.counts_share.fill_(fit_counts_share(model, validation))
-    return {"share": float(model.counts_share), "validation_nll_network": alone,
-            "validation_nll": generator_nll(model, validation)}
+    share, alone, mixed = fit_counts_share(model, validation)
+    model.counts_share.fill_(share)
+    return {"share": share, "validation_nll_network": alone, "validation_nll": mixed}
 
 
 def run_generator(dataset: Dataset, real: list[tuple[str, int]], args: argparse.Namespace, out: Path,
@@ -443,8 +442,7 @@ def run_generator(dataset: Dataset, real: list[tuple[str, int]], args: argparse.
     if mixture:
         print(f"letter counts mixed in at a share of {mixture['share']:.3f}: validation NLL "
               f"{mixture['validation_nll_network']:.3f} for the network alone, {mixture['validation_nll']:.3f} mixed")
-    test_nll = generator_nll(model, dataset.split("test"))
-    test_nll_all = generator_nll(model, dataset.split("test"), first_letter_given=False)
+    test_nll, test_nll_all = generator_nlls(model, dataset.split("test"))
     print(f"generator trained in {history['seconds']:.1f} s ({history['steps']} steps, "
           f"best epoch {history['best_epoch']})")
     print(f"test split NLL: {test_nll:.3f} nats per character with the first letter given, {test_nll_all:.3f} "

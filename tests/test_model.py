@@ -1,11 +1,13 @@
+import json
 import string
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from answers import NearestNames, answers, explanations
+from answers import NearestNames, answer_lines, answers, explanations
 from data import ALPHABET, Dataset, case_pattern, learn_casing, learn_lengths, pad_batch, write_as_data_set
-from evaluate import fit_counts_share, generator_nll
+from evaluate import fit_counts_share, generator_nll, generator_nlls, scored_batches
 from helpers import mix_in_counts
 from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, LetterCounts, RNNCell,
                    SummedRows, classify, beam_search, generator_batch, invent, ngram_ids, load_checkpoint, load_model,
@@ -121,11 +123,27 @@ def test_the_counts_share_is_fitted_to_lower_the_nll_of_the_names_it_is_fitted_o
     inputs, targets = generator_batch(names)
     model.counts.fill(torch.tensor(languages), inputs, targets, torch.ones(len(names)))
     examples = list(zip(names, languages))
-    alone = generator_nll(model, examples)
-    share = fit_counts_share(model, examples)
+    share, alone, mixed = fit_counts_share(model, examples)
     assert float(model.counts_share) == 0  # fitting leaves the model as it was
+    assert alone == pytest.approx(generator_nll(model, examples), rel=1e-6)
     model.counts_share.fill_(share)
-    assert 0 < share < 1 and generator_nll(model, examples) < alone
+    assert 0 < share < 1 and mixed == pytest.approx(generator_nll(model, examples), rel=1e-6) and mixed < alone
+
+
+def test_both_held_out_nlls_from_one_pass_equal_each_computed_on_its_own():
+    torch.manual_seed(0)
+    model = Generator(N_TOKENS, 4, hidden_size=16, count_order=0).eval()
+    examples = [(name, i % 4) for i, name in enumerate(NAMES * 3)]
+    expected = []
+    for first_letter_given in (True, False):
+        total = count = 0
+        for language, inputs, targets in scored_batches(examples, first_letter_given, batch_size=5):
+            with torch.no_grad():
+                total += float(F.nll_loss(model(language, inputs).transpose(1, 2), targets, reduction="sum"))
+            count += int((targets != -100).sum())
+        expected.append(total / count)
+    assert generator_nlls(model, examples) == pytest.approx(expected, rel=1e-6)
+    assert expected[0] != pytest.approx(expected[1], rel=1e-3)
 
 
 def test_while_training_the_generator_drops_the_same_features_at_every_letter_of_a_name():
@@ -269,6 +287,19 @@ def test_answers_best_first_with_the_sure_flag():
     assert first["sure"] is False and second["sure"] is True  # p(b) = 0.665, p(a) = 0.910
     assert [len(record["result"]) for record in answers(["b", "a"], ["b", "a"], log_probs, ["a", "b", "c"], 10,
                                                          0.5)] == [3, 3]
+
+
+@pytest.mark.parametrize("top", [1, 3, 10])
+def test_answer_lines_are_what_json_writes_of_the_answers(top):
+    torch.manual_seed(0)
+    log_probs = torch.log_softmax(torch.randn(320, 4) * 4, dim=1)
+    log_probs[0] = torch.tensor([0.0, -0.5, -1e-5, -123.456789])  # -1e-05: an exponent, as json writes it
+    names = ['Hinton', 'O"Neil', "back\\slash", "tab\there", "Ślusàrski", "😀", "\u2028", "\x7f"] * 40
+    languages = ["Arabic", 'Qu"ote', "Vietnamese", "Ελληνικά"]
+    for rows in (log_probs, torch.tensor([[0.0, -float("inf"), -1.0, float("nan")]]).expand(320, 4)):
+        expected = [json.dumps(record, ensure_ascii=False) + "\n"
+                    for record in answers(names, [name.upper() for name in names], rows, languages, top, 0.6)]
+        assert answer_lines(names, [name.upper() for name in names], rows, languages, top, 0.6) == expected
 
 
 def classifier_checkpoint(model: Classifier, args: dict, **changes) -> dict:

@@ -5,10 +5,11 @@ import sys
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import predict
+import data
 from data import ALPHABET, MAX_NAME_LENGTH, SPLITS, DataError, in_split, normalise, split_of, usable_name
 from helpers import mix_in_counts
 from model import Classifier, classify
@@ -28,6 +29,16 @@ def test_any_text_normalises_to_the_alphabet_or_a_one_line_error(text):
     else:
         assert name and name == name.strip() and all(c in ALPHABET for c in name)
         assert any(c.isalpha() for c in name)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(["a", "Z", " ", "-", "'", ".", ",;", "\t", "\n", "\xa0", "é", "´", "ь", "Ж", "😀"]),
+                max_size=12).map("".join))
+@example("Van  Dyke").via("two spaces")
+@example(" Hinton").via("a leading space")
+def test_names_returned_as_they_are_are_what_transliteration_gives(text):
+    """normalise skips transliteration for text already in its alphabet, spaced once: the same answer."""
+    assert normalise(text) == data._transliterate(text)
 
 
 @settings(max_examples=200, deadline=None)
