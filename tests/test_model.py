@@ -293,7 +293,7 @@ def test_answers_best_first_with_the_sure_flag():
 def test_answer_lines_are_what_json_writes_of_the_answers(top):
     torch.manual_seed(0)
     log_probs = torch.log_softmax(torch.randn(320, 4) * 4, dim=1)
-    log_probs[0] = torch.tensor([0.0, -0.5, -1e-5, -123.456789])  # -1e-05: an exponent, as json writes it
+    log_probs[0] = torch.tensor([0.0, -0.5, -1e-5, -123.456789])  # -1e-05 rounds to -0.0: both write "-0.0"
     names = ['Hinton', 'O"Neil', "back\\slash", "tab\there", "Ślusàrski", "😀", "\u2028", "\x7f"] * 40
     languages = ["Arabic", 'Qu"ote', "Vietnamese", "Ελληνικά"]
     for rows in (log_probs, torch.tensor([[0.0, -float("inf"), -1.0, float("nan")]]).expand(320, 4)):
