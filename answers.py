@@ -5,11 +5,9 @@ way everywhere, so a script and the server never disagree about what is allowed.
 """
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from json.encoder import encode_basestring
 
 import torch
 import torch.nn.functional as F
@@ -62,30 +60,6 @@ def answers(names: list[str], normalised: list[str], log_probs: torch.Tensor, la
                                                                        indices.tolist(), sure)]
 
 
-def answer_lines(names: list[str], normalised: list[str], log_probs: torch.Tensor, languages: list[str], top: int,
-                 sure_from: float) -> list[str]:
-    """`answers` as JSON lines, byte for byte what json.dumps(answer, ensure_ascii=False) writes, but written
-    straight from the scores: a dict per name, then json.dumps, took 1.48 s against 0.52 s of
-    `predict.py --json`'s time on 100,000 distinct names.
-    """
-    values, indices = log_probs.topk(min(top, len(languages)), dim=1)
-    if not bool(values.isfinite().all()):  # json.dumps writes -Infinity and NaN where repr writes -inf and nan
-        return [json.dumps(answer, ensure_ascii=False) + "\n"
-                for answer in answers(names, normalised, log_probs, languages, top, sure_from)]
-    sure = (values[:, 0].exp() >= sure_from).tolist()
-    quoted = [encode_basestring(language) for language in languages]
-    line = ('{{"name": {}, "normalised": {}, "result": [' + ", ".join(["[{!r}, {}]"] * values.shape[1])
-            + '], "sure": {}}}\n').format
-    lines = []
-    for name, clean, row_values, row_indices, row_sure in zip(names, normalised, values.tolist(), indices.tolist(),
-                                                              sure):
-        fields = [encode_basestring(name), encode_basestring(clean)]
-        for value, index in zip(row_values, row_indices):
-            fields += (round(value, 4), quoted[index])
-        lines.append(line(*fields, "true" if row_sure else "false"))
-    return lines
-
-
 @dataclass
 class SampleRequest:
     """A checked request for invented names."""
@@ -102,7 +76,7 @@ class SampleRequest:
 
 def sample_request(checkpoint: dict, language: str, start: str = "", prefix: str = "", count: int | None = None,
                    temperature: float | None = None, top_k: int | None = None, seed: int | None = None,
-                   beam: int | None = None, novel: bool = False, max_length: int = DEFAULT_MAX_LENGTH) -> SampleRequest:
+                   beam: int | None = None, novel: bool = True, max_length: int = DEFAULT_MAX_LENGTH) -> SampleRequest:
     """Check a request for names against the limits; DataError says what is wrong in one line.
 
     Temperature and top-k default to the generator checkpoint's, chosen at training.
@@ -186,11 +160,11 @@ class NearestNames:
 def explanations(model: Classifier, names: list[str], known: NearestNames) -> list[dict]:
     """Why each normalised name got its top language: a score per letter, and the known names it is like.
 
-    A letter's score is the top language's log-probability for the whole name minus that
-    for the name with the letter dropped (removed, the rest read as written): positive
-    where the letter pushed towards the answer. Every variant of every name is scored in
-    one batch, and a name scores the same in any batch, so the result does not depend on
-    which other names are explained with it.
+    A letter's score is how far the top language's log-odds, log(p / (1 - p)), fall when the
+    letter is dropped (removed, the rest read as written): positive where the letter pushed
+    towards the answer. Log-odds keep telling letters apart when the model is sure, where
+    a probability, or its log, stays near 1 (or 0) whatever letter goes. Every variant of
+    every name is scored in one batch, and a name scores the same in any batch.
     """
     variants = [name[:i] + name[i + 1:] for name in names for i in range(len(name))]
     log_probs = classify(model, names + variants)
@@ -199,12 +173,20 @@ def explanations(model: Classifier, names: list[str], known: NearestNames) -> li
     result, start = [], 0
     for row, name in enumerate(names):
         top = int(whole[row].argmax())
-        drops = hidden[start:start + len(name), top]
+        rows = torch.cat((whole[row:row + 1], hidden[start:start + len(name)]))
         start += len(name)
-        scores = (whole[row, top] - drops).tolist()
+        odds = log_odds(rows, top)
+        scores = (odds[0] - odds[1:]).tolist()
         result.append({"letters": [[letter, round(score, 4)] for letter, score in zip(name, scores)],
                        "nearest": nearest[row]})
     return result
+
+
+def log_odds(log_probs: torch.Tensor, language: int) -> torch.Tensor:
+    """log(p / (1 - p)) of one language in each row of log-probabilities, with 1 - p summed from the other languages,
+    so that it stays finite and exact when p rounds to 1."""
+    others = torch.cat((log_probs[:, :language], log_probs[:, language + 1:]), dim=1)
+    return log_probs[:, language] - others.logsumexp(dim=1)
 
 
 def explanation_lines(name: str, language: str, explanation: dict) -> list[str]:

@@ -11,9 +11,9 @@ import argparse
 import json
 import sys
 
-from answers import NearestNames, answer_lines, answers, explanation_lines, explanations, run_script
+from answers import NearestNames, answers, explanation_lines, explanations, run_script
 from data import DEFAULT_TOP, ArgumentParser, DataError, usable_name
-from model import CLASSIFIER_PATH, classify, load_model
+from model import CLASSIFIER_PATH, add_device_argument, classify, load_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,10 +24,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"how many languages to show per name (default: {DEFAULT_TOP})")
     parser.add_argument("--json", action="store_true",
                         help="one JSON object per name and line; \"sure\" is true when the answer can be trusted")
-    parser.add_argument("--explain", action="store_true", help="also score each letter (how much the top language "
-                        "drops without it) and list the three most similar training names")
+    parser.add_argument("--explain", action="store_true", help="also score each letter (how far the top language's "
+                        "log-odds fall without it) and list the three most similar training names")
     parser.add_argument("--checkpoint", default=str(CLASSIFIER_PATH), help="classifier checkpoint "
                         "(default: checkpoints/classifier.pt beside this script)")
+    add_device_argument(parser)
     args = parser.parse_args(argv)
     if args.top < 1:
         parser.error("-n must be at least 1")
@@ -52,13 +53,10 @@ def read_names(args: argparse.Namespace) -> list[str]:
     return names
 
 
-def answers_for(names: list[str], args: argparse.Namespace) -> dict[str, dict | str]:
-    """One answer per distinct input (name lists repeat names), an {"error"} record where it has none.
-
-    With --json and no --explain, each answer comes as its JSON line, written straight from the scores.
-    """
-    model, checkpoint = load_model(args.checkpoint, "classifier")
-    records: dict[str, dict | str] = {}
+def answers_for(names: list[str], args: argparse.Namespace) -> dict[str, dict]:
+    """One answer per distinct input (name lists repeat names), an {"error"} record where it has none."""
+    model, checkpoint = load_model(args.checkpoint, "classifier", args.device)
+    records: dict[str, dict] = {}
     normalised: dict[str, str] = {}
     for name in dict.fromkeys(names):
         try:
@@ -70,9 +68,8 @@ def answers_for(names: list[str], args: argparse.Namespace) -> dict[str, dict | 
         return records
     row = {clean: i for i, clean in enumerate(unique)}
     log_probs = classify(model, unique)[[row[clean] for clean in normalised.values()]]  # a row per input
-    write = answer_lines if args.json and not args.explain else answers
-    records.update(zip(normalised, write(list(normalised), list(normalised.values()), log_probs,
-                                         checkpoint["languages"], args.top, checkpoint["sure_threshold"])))
+    records.update(zip(normalised, answers(list(normalised), list(normalised.values()), log_probs,
+                                           checkpoint["languages"], args.top, checkpoint["sure_threshold"])))
     if args.explain:  # the index costs a pass over the training names: only when asked
         why = dict(zip(unique, explanations(model, unique, NearestNames.of(model, checkpoint))))
         for name, clean in normalised.items():
@@ -88,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 def write_answers(names: list[str], args: argparse.Namespace) -> int:
     records = answers_for(names, args)
     if args.json:
-        lines = {name: record if isinstance(record, str) else json.dumps(record, ensure_ascii=False) + "\n"
-                 for name, record in records.items()}
+        lines = {name: json.dumps(record, ensure_ascii=False) + "\n" for name, record in records.items()}
         sys.stdout.write("".join(lines[name] for name in names))
         return 0
     status = 0

@@ -3,7 +3,7 @@
     python sample.py Russian RUS             # three names, starting R, U and S
     python sample.py german -n 10            # ten names; the model picks the first letters
     python sample.py Russian --prefix iva    # names that begin with Iva
-    python sample.py Italian -n 5 --novel    # only names the model did not train on
+    python sample.py Italian -n 5 --known    # names it trained on may come too (by default only new ones)
     python sample.py Irish --beam 5          # the five likeliest names, with their log-probabilities
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from answers import invented, run_script, sample_request
 from data import (DEFAULT_MAX_LENGTH, DEFAULT_SAMPLES, MAX_BEAM, MAX_LENGTH_RANGE, MAX_SAMPLES, TEMPERATURE_RANGE,
                   TOP_K_RANGE, ArgumentParser)
-from model import GENERATOR_PATH, load_model
+from model import GENERATOR_PATH, add_device_argument, load_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,8 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"(default: {DEFAULT_SAMPLES})")
     parser.add_argument("--prefix", default="", help="every name begins with these letters, any case; the model "
                         "continues from the state they leave (instead of start letters)")
-    parser.add_argument("--novel", action="store_true", help="only names the model did not train on (the data set's "
-                             "and the real surnames'); fewer names, and a note on stderr, if it cannot find enough")
+    parser.add_argument("--known", action="store_true", help="allow names the model trained on (the data set's and "
+                        "the real surnames'); by default only new names come, fewer (with a note on stderr) if it "
+                        "cannot find enough")
     parser.add_argument("--temperature", type=float, help=f"{TEMPERATURE_RANGE[0]} to {TEMPERATURE_RANGE[1]}: "
                         "divides the model's scores before drawing; lower gives safer, more typical names "
                         "(default: chosen at training, in the checkpoint)")
@@ -44,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"{MAX_LENGTH_RANGE[0]} to {MAX_LENGTH_RANGE[1]} (default: {DEFAULT_MAX_LENGTH})")
     parser.add_argument("--checkpoint", default=str(GENERATOR_PATH), help="generator checkpoint "
                         "(default: checkpoints/generator.pt beside this script)")
+    add_device_argument(parser)
     args = parser.parse_args(argv)
     if args.greedy and args.beam:
         parser.error("--greedy is --beam 1: give one of them")
@@ -54,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def body() -> int:
-        model, checkpoint = load_model(args.checkpoint, "generator")
+        model, checkpoint = load_model(args.checkpoint, "generator", args.device)
+        beam = 1 if args.greedy else args.beam
         request = sample_request(checkpoint, args.language, args.start_letters, args.prefix, args.n,
-                                 args.temperature, args.top_k, args.seed, 1 if args.greedy else args.beam, args.novel,
-                                 args.max_length)
+                                 args.temperature, args.top_k, args.seed, beam, not args.known, args.max_length)
         answer = invented(model, checkpoint, request)
         if request.beam:
             print("\n".join(f"({log_prob:.2f}) {name}" for log_prob, name in answer["names"]))

@@ -18,7 +18,6 @@ import queue
 import signal
 import sys
 import threading
-from collections import OrderedDict
 from concurrent.futures import Future
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,22 +29,23 @@ import torch
 from answers import NearestNames, answers, explanations, in_range, invented, run_script, sample_request
 from data import (DEFAULT_TOP, MAX_BEAM, MAX_SAMPLES, ArgumentParser, DataError, UnknownLanguage, fold, limits,
                   usable_name)
-from model import CLASSIFIER_PATH, GENERATOR_PATH, CheckpointError, Classifier, classify, load_model
+from model import (CLASSIFIER_PATH, GENERATOR_PATH, CheckpointError, Classifier, add_device_argument, classify,
+                   load_model)
 
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 SOCKET_TIMEOUT = 10  # seconds a stalled client may hold its connection
 LISTEN_BACKLOG = 1024  # connections the kernel may hold before accept(); Python's default of 5 drops crowds
 MAX_REQUEST_BODY = 64 * 1024  # a GET body up to this is read and ignored; a larger or chunked one closes
 CACHE_SIZE = 5_000  # distinct names whose answers are kept (about 14 MB when full): a repeated name is classified once
-CACHED_PATH_LENGTH = 512  # a /<name> request target up to this long has its encoded answer kept (see RecentAnswers)
 JSON_TYPE = "application/json; charset=utf-8"
 PREDICT_QUERY = ("n", "explain")  # the query parameters each endpoint takes; any other is a 400
 SAMPLE_QUERY = ("start", "prefix", "n", "temperature", "top_k", "seed", "novel", "beam", "greedy")
 ENDPOINTS = {
     "GET /<name>": f"languages for a surname, best first; ?n=1..number of languages (default {DEFAULT_TOP}); "
-                   "\"sure\" says whether the top one can be trusted; ?explain=1 adds letter scores and similar names",
+                   "\"sure\" says whether the top one can be trusted; ?explain=1 adds letter scores (how far "
+                   "the top language's log-odds fall without each letter) and similar names",
     "GET /sample/<Language>": f"invented names; ?start=RUS (one per letter) or ?n=1..{MAX_SAMPLES}, ?prefix=Iva, "
-                              "&temperature=, &top_k=, &seed=, &novel=1 (only names it did not train on), "
+                              "&temperature=, &top_k=, &seed=, &novel=0 (names it trained on may come too), "
                               f"&beam=1..{MAX_BEAM} (the likeliest names, [log-probability, name]), &greedy=1",
     "GET /api/languages": "the languages both models know",
     "GET /api/limits": "the limits on names, counts, temperature and seed",
@@ -103,42 +103,13 @@ class Batcher:
                         future.set_exception(error)
 
 
-class RecentAnswers:
-    """The encoded answers to the last `size` distinct /<name> request targets, least recently asked dropped first.
-
-    A repeated request is answered before its address is even parsed: the URL parsing,
-    normalising and JSON encoding that a cached classification still needed cost a
-    request more than the HTTP layer itself (see README, Speed).
-    """
-
-    def __init__(self, size: int):
-        self.size = size
-        self.answers: OrderedDict[str, bytes] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, target: str) -> bytes | None:
-        with self.lock:
-            payload = self.answers.get(target)
-            if payload is not None:
-                self.answers.move_to_end(target)
-            return payload
-
-    def put(self, target: str, payload: bytes) -> None:
-        if not self.size or len(target) > CACHED_PATH_LENGTH:
-            return
-        with self.lock:
-            self.answers[target] = payload
-            self.answers.move_to_end(target)
-            while len(self.answers) > self.size:
-                self.answers.popitem(last=False)
-
-
 class Service:
     """What the handlers need: both models, loaded once, and the answers they give."""
 
-    def __init__(self, classifier_path: str, generator_path: str, cache_size: int = CACHE_SIZE):
-        classifier, classifier_checkpoint = load_model(classifier_path, "classifier")
-        self.generator, generator_checkpoint = load_model(generator_path, "generator")
+    def __init__(self, classifier_path: str, generator_path: str, cache_size: int = CACHE_SIZE,
+                 device: str | torch.device = "cpu"):
+        classifier, classifier_checkpoint = load_model(classifier_path, "classifier", device)
+        self.generator, generator_checkpoint = load_model(generator_path, "generator", device)
         self.languages: list[str] = classifier_checkpoint["languages"]
         if generator_checkpoint["languages"] != self.languages:
             raise CheckpointError("the classifier and generator checkpoints know different languages: "
@@ -147,7 +118,6 @@ class Service:
         self.batcher = Batcher(classifier, self.languages, self.sure_from)
         # Least recently used names drop out first; keyed by the folded name, as the classifier reads it.
         self.ranked = functools.lru_cache(maxsize=cache_size)(self.batcher.ranked)
-        self.recent = RecentAnswers(cache_size)
         self.classifier = classifier
         self.generator_checkpoint = generator_checkpoint
         self.generator_lock = threading.Lock()
@@ -175,7 +145,7 @@ class Service:
 
     def sample(self, raw_language: str, query: dict[str, list[str]]) -> dict:
         beam = 1 if flag(query, "greedy") else number(query, "beam")
-        novel = flag(query, "novel")
+        novel = flag(query, "novel", default="1")
         try:
             request = sample_request(self.generator_checkpoint, raw_language, single(query, "start", ""),
                                      single(query, "prefix", ""), number(query, "n"),
@@ -207,9 +177,9 @@ def single(query: dict[str, list[str]], key: str, default: str) -> str:
     return values[0]
 
 
-def flag(query: dict[str, list[str]], key: str) -> bool:
-    """A 0/1 query value, 0 if absent; anything else is a 400."""
-    value = single(query, key, "0")
+def flag(query: dict[str, list[str]], key: str, default: str = "0") -> bool:
+    """A 0/1 query value, default if absent; anything else is a 400."""
+    value = single(query, key, default)
     if value not in ("0", "1"):
         raise HTTPError(HTTPStatus.BAD_REQUEST, f"{key} must be 0 or 1")
     return value == "1"
@@ -247,11 +217,6 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0] == "/" and self.wants_html():
             self.send_body(HTTPStatus.OK, self.page, "text/html; charset=utf-8", head_only)
             return
-        recent = self.service.recent.get(self.path)
-        if recent is not None:
-            self.send_body(HTTPStatus.OK, recent, JSON_TYPE, head_only)
-            return
-        self.answer_kept = False  # set by route for an answer that depends on the request target alone
         try:
             status, body = HTTPStatus.OK, self.route()
         except HTTPError as error:
@@ -259,9 +224,7 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as error:  # a bug must not reach the client as a traceback
             self.log_error("internal error on %r: %s: %s", self.path, type(error).__name__, error)
             status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error"}
-        payload = self.send_json(status, body, head_only)
-        if status == HTTPStatus.OK and self.answer_kept:
-            self.service.recent.put(self.path, payload)
+        self.send_json(status, body, head_only)
 
     def parse_request(self) -> bool:
         """HTTP/0.9 ("GET /x" with no version) would be answered without a status line: refuse it."""
@@ -301,9 +264,7 @@ class Handler(BaseHTTPRequestHandler):
         if len(segments) == 2 and segments[0] == "sample" and segments[1]:
             return self.service.sample(segments[1], known_only(query, SAMPLE_QUERY, "/sample/<Language>"))
         if len(segments) == 1 and segments[0] != "favicon.ico":
-            answer = self.service.predict(segments[0], known_only(query, PREDICT_QUERY, "/<name>"))
-            self.answer_kept = "explain" not in answer  # explanations are many times larger: computed afresh
-            return answer
+            return self.service.predict(segments[0], known_only(query, PREDICT_QUERY, "/<name>"))
         raise HTTPError(HTTPStatus.NOT_FOUND, f"no such endpoint: {url.path}; see GET /")
 
     def wants_html(self) -> bool:
@@ -377,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="classifier checkpoint (default: checkpoints/classifier.pt beside this script)")
     parser.add_argument("--generator", default=str(GENERATOR_PATH),
                         help="generator checkpoint (default: checkpoints/generator.pt beside this script)")
+    add_device_argument(parser)
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
@@ -388,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Load both models (a CheckpointError refuses to start), then answer until SIGINT or SIGTERM."""
-    service = Service(args.classifier, args.generator, args.cache)
+    service = Service(args.classifier, args.generator, args.cache, args.device)
     try:
         server = make_server(args.host, args.port, service, args.quiet)
     except OSError as error:

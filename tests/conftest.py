@@ -24,7 +24,8 @@ def trained(tmp_path_factory) -> Path:
 def server(trained):
     """The real server.py on a free port, serving the tiny models."""
     process = subprocess.Popen(
-        [sys.executable, "-u", "server.py", "--port", "0", "--quiet",  # a log nobody reads would fill the pipe
+        [sys.executable, "-u", "server.py", "--port", "0", "--device", "cpu",
+         "--quiet",  # a log nobody reads would fill the pipe
          "--classifier", str(trained / "classifier.pt"), "--generator", str(trained / "generator.pt")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()

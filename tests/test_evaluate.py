@@ -5,9 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evaluate import (NaiveBayes, expected_calibration_error, fit_temperature, mean_recall, reliability, scores,
-                      sure_threshold)
-from train import class_weights
+from counts import LetterCounts
+from evaluate import (count_letters, expected_calibration_error, fit_temperature, mean_recall, naive_bayes, reliability,
+                      scores, sure_threshold)
+from model import N_TOKENS, generator_batch
+from data import class_weights
 
 
 def test_scores_on_a_confusion_worked_out_by_hand():
@@ -78,11 +80,15 @@ def test_class_weights_keep_the_data_sets_balance_whatever_real_names_add():
     assert float(totals[0] / totals[1]) == pytest.approx(10 / 2)  # sqrt(100) : sqrt(4), as without them
 
 
-def test_naive_bayes_learns_endings_and_counts_weights():
-    examples = [("Ivanov", 0), ("Petrov", 0), ("Sokolov", 0), ("Popov", 0),
-                ("Tanaka", 1), ("Suzuki", 1), ("Sato", 1), ("Kato", 1)]
-    bayes = NaiveBayes(examples, 2)
-    assert bayes.predict("Smirnov") == 0 and bayes.predict("Nakata") == 1
-    assert bayes.predict("SMIRNOV") == 0  # folded, as the classifier reads
-    heavy = NaiveBayes(examples + [("Smirnov", 1)], 2, weights=[1] * 8 + [50])
-    assert heavy.predict("Smirnov") == 1
+def test_naive_bayes_is_the_letter_counts_with_a_prior_and_counts_weights():
+    examples = [(name, 0, 1.0) for name in ("Ivanov", "Petrov", "Sokolov", "Popov")]
+    examples += [(name, 1, 1.0) for name in ("Tanaka", "Suzuki", "Sato", "Kato", "Abe", "Ono")]
+    bayes = naive_bayes(examples, 2)
+    log_probs = bayes(["Smirnov", "Nakata", "SMIRNOV"])
+    assert log_probs.argmax(1).tolist() == [0, 1, 0]  # folded, as the classifier reads
+    counts = count_letters(LetterCounts(N_TOKENS, 2, 5, 0.6), examples)
+    likelihoods = counts.log_likelihoods(*generator_batch(["Smirnov"]))
+    prior = torch.tensor([4.0, 6.0]).log()
+    torch.testing.assert_close(log_probs[:1], (likelihoods + prior).log_softmax(1))
+    heavy = naive_bayes(examples + [("Smirnov", 1, 50.0)], 2)
+    assert heavy(["Smirnov"]).argmax(1).tolist() == [1]
