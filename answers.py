@@ -21,10 +21,8 @@ NEAREST = 3  # known names listed as "like" in an explanation
 
 
 def run_script(body: Callable[[], int]) -> int:
-    """A script's body with its errors as users should see them: one line on stderr.
-
-    A missing or unusable checkpoint exits 1; bad input exits 2, as argparse does.
-    """
+    """A script's body with its errors as users should see them: one line on stderr; exit 1 for a missing or unusable
+    checkpoint, 2 for bad input, as argparse does."""
     try:
         return body()
     except CheckpointError as error:
@@ -45,12 +43,8 @@ def in_range(label: str, value: float, bounds: tuple[float, float]) -> float:
 
 def answers(names: list[str], normalised: list[str], log_probs: torch.Tensor, languages: list[str], top: int,
             sure_from: float) -> list[dict]:
-    """The answer for each name: its best languages with calibrated log-probabilities, best first.
-
-    sure is true when the top probability reaches the checkpoint's threshold, chosen
-    on validation names so that such answers are right at least 95% of the time.
-    One top-k over the whole batch: a torch call per name would cost more than the model.
-    """
+    """The answer for each name: its best languages with calibrated log-probabilities, best first, and whether the
+    top one is sure (its probability reaches the threshold at which validation answers were right 95% of the time)."""
     values, indices = log_probs.topk(min(top, len(languages)), dim=1)
     sure = (values[:, 0].exp() >= sure_from).tolist()
     return [{"name": name, "normalised": clean,
@@ -77,10 +71,8 @@ class SampleRequest:
 def sample_request(checkpoint: dict, language: str, start: str = "", prefix: str = "", count: int | None = None,
                    temperature: float | None = None, top_k: int | None = None, seed: int | None = None,
                    beam: int | None = None, novel: bool = True, max_length: int = DEFAULT_MAX_LENGTH) -> SampleRequest:
-    """Check a request for names against the limits; DataError says what is wrong in one line.
-
-    Temperature and top-k default to the generator checkpoint's, chosen at training.
-    """
+    """Check a request for names against the limits (DataError says what is wrong in one line); temperature and
+    top-k default to the checkpoint's, chosen at training."""
     index = find_language(checkpoint["languages"], language)
     if len(start) > MAX_SAMPLES:
         raise DataError(f"at most {MAX_SAMPLES} start letters")
@@ -103,11 +95,8 @@ def sample_request(checkpoint: dict, language: str, start: str = "", prefix: str
 
 
 def invented(model: Generator, checkpoint: dict, request: SampleRequest) -> dict:
-    """The answer to a request for names: {"language", "names"}, and a "note" when fewer came back.
-
-    Sampled names are a list of names; a beam search gives [log-probability, name]
-    pairs, best first, for each prefix in turn.
-    """
+    """The answer to a request for names: {"language", "names"}, and a "note" when fewer came back; a beam search
+    gives [log-probability, name] pairs, best first, for each prefix in turn."""
     language = checkpoint["languages"][request.language]
     capital_after = checkpoint["casing"].get(language, "")
     shortest, longest = checkpoint["lengths"].get(language, (1, request.max_length))
@@ -129,12 +118,8 @@ def invented(model: Generator, checkpoint: dict, request: SampleRequest) -> dict
 
 
 class NearestNames:
-    """The data set's training names with their classifier states, to say which known names a name is like.
-
-    Built once when `predict.py --explain` or the server starts (one pass of the classifier
-    over the training split, and 4 bytes per state number in memory), rather than stored in
-    the checkpoint, which stays small for everyone who does not ask for explanations.
-    """
+    """The data set's training names with their classifier states, to say which known names a name is like: built
+    when `predict.py --explain` or the server starts, so that checkpoints stay small."""
 
     def __init__(self, model: Classifier, dataset: Dataset):
         languages: dict[str, list[str]] = {}
@@ -160,12 +145,9 @@ class NearestNames:
 def explanations(model: Classifier, names: list[str], known: NearestNames) -> list[dict]:
     """Why each normalised name got its top language: a score per letter, and the known names it is like.
 
-    A letter's score is how far the top language's log-odds, log(p / (1 - p)), fall when the
-    letter is dropped (removed, the rest read as written): positive where the letter pushed
-    towards the answer. Log-odds keep telling letters apart when the model is sure, where
-    a probability, or its log, stays near 1 (or 0) whatever letter goes. Every variant of
-    every name is scored in one batch, and a name scores the same in any batch.
-    """
+    A letter's score is how far the top language's log-odds, log(p / (1 - p)), fall when it is
+    dropped: positive where it pushed towards the answer. Log-odds keep telling letters apart
+    when the model is sure, where p, or log p, stays near 1 (or 0) whatever letter goes."""
     variants = [name[:i] + name[i + 1:] for name in names for i in range(len(name))]
     log_probs = classify(model, names + variants)
     whole, hidden = log_probs[:len(names)], log_probs[len(names):]

@@ -23,8 +23,8 @@ from urllib.parse import quote
 import torch
 
 from answers import NearestNames, explanations
-from data import in_split, load_dataset, load_real_names
-from evaluate import evaluate_classifier, realism, report_classifier, sample_quality
+from data import classifier_examples, in_split, load_dataset, load_real_names
+from evaluate import evaluate_classifier, realism, report_classifier, request_distinct, sample_quality
 from model import add_device_argument, build, load_checkpoint
 from server import CACHE_SIZE
 
@@ -42,22 +42,19 @@ def check(label: str, value: float, target: str, ok: bool | None = None) -> None
 
 def size() -> None:
     heading("Size")
-    python = [path for path in ROOT.glob("*.py")]
-    lines = sum(len(path.read_text().splitlines()) for path in python)
-    check("non-test Python lines (top-level .py files)", lines, "<= 2,800", lines <= 2800)
-    train_lines = len((ROOT / "train.py").read_text().splitlines())
-    check("train.py lines", train_lines, "<= 300", train_lines <= 300)
-    readme = len((ROOT / "README.md").read_text().split())
-    docs = sum(len(path.read_text().split()) for path in (ROOT / "docs").glob("*.md"))
+    lines = {path.name: len(path.read_text().splitlines()) for path in ROOT.glob("*.py")}
+    words = {path.name: len(path.read_text().split()) for path in [ROOT / "README.md", *ROOT.glob("docs/*.md")]}
+    check("non-test Python lines (top-level .py files)", sum(lines.values()), "<= 2,800", sum(lines.values()) <= 2800)
+    check("train.py lines", lines["train.py"], "<= 300", lines["train.py"] <= 300)
+    readme = words.pop("README.md")
     check("README words", readme, "<= 1,500", readme <= 1500)
-    check("docs/ words", docs, "<= 4,000", docs <= 4000)
+    check("docs/ words", sum(words.values()), "<= 4,000", sum(words.values()) <= 4000)
 
 
 def classifier_figures(dataset, classifier, checkpoint: dict) -> None:
     heading("Classifier: the test split and held-out real surnames, the network alone and naive Bayes beside it")
     real = load_real_names(dataset)
-    train = [(name, label, 1.0) for name, label in dataset.split("train")]
-    train += [(name, label, checkpoint["settings"]["real_weight"]) for name, label in in_split(real, "train")]
+    train = classifier_examples(dataset, real, checkpoint["settings"]["real_weight"])
     results = report_classifier(classifier, dataset, real, train, checkpoint["calibration"])[0]["metrics"]
     test, out = results["test"]["classifier"], results["real"]["classifier"]
     bayes = results["real"]["naive Bayes"]["mean_recall"]
@@ -92,17 +89,17 @@ def generator_figures(dataset, classifier, checkpoint: dict) -> None:
         print(f"{language:<12} {row['ended']:>6.3f} {row['novel']:>6.3f} {row['distinct']:>8.3f} "
               f"{row['cased']:>6.3f} {row['judged']:>6.3f}")
     pooled = quality["pooled"]
-    check("novel at the default", pooled["novel"], ">= 0.80", pooled["novel"] >= 0.80)
-    check("distinct at the default", pooled["distinct"], ">= 0.95", pooled["distinct"] >= 0.95)
+    check("free draws: novel (reported; requests keep only new names)", pooled["novel"], "(reported)")
+    check("draws per distinct new name", 1 / pooled["new"], "<= 3", 1 / pooled["new"] <= 3)
+    within = request_distinct(generator, dataset, known, temperature, top_k, casing, lengths, seed=11)
+    check("a request of 100 new names: share that comes back, distinct", within, ">= 0.95", within >= 0.95)
     check("judged as the asked language", pooled["judged"], f">= the test balanced accuracy {balanced:.3f}",
           pooled["judged"] >= balanced)
     real = in_split(load_real_names(dataset), "test")
-    found = realism(generator, dataset, real, known, temperature, top_k, casing, lengths)
-    print("\nrealism: the share of 1,000 new names per language that are real surnames of that language in the "
-          "held-out (test) part of the mimesis names:")
-    for language, share in found["languages"].items():
-        print(f"  {language:<12} {share:.4f}")
-    check("realism, mean over languages", found["mean"], "(reported)")
+    for label, setting in (("51b1100's default, 1.10 and top-k 12", (1.1, 12)), ("the default", (temperature, top_k))):
+        found = realism(generator, dataset, real, known, *setting, lengths, per_language=4000)
+        shares = ", ".join(f"{language} {share:.4f}" for language, share in found["languages"].items())
+        check(f"realism at {label}", found["mean"], f"({shares})")
 
 
 def prediction_speed(dataset, checkpoint: Path, device: str) -> None:

@@ -15,11 +15,9 @@ class LetterCounts(nn.Module):
     """Which token followed each of the last `order - 1` tokens, per language, at the examples' weights.
 
     Interpolated absolute discounting: a history's counts, less a discount, plus the mass
-    discounted, spread as the next shorter history predicts, down to a uniform guess. The
-    last token (the generator's start token) is never predicted. The counts are stored as
-    sorted (history, next token, language) keys with their weights: a checkpoint holds only
-    what was seen.
-    """
+    discounted spread as the next shorter history predicts, down to a uniform guess over all
+    tokens but the last (the start token). Stored as sorted (history, next token, language)
+    keys with their weights: a checkpoint holds only what was seen."""
 
     def __init__(self, n_tokens: int, n_languages: int, order: int, discount: float):
         super().__init__()

@@ -20,18 +20,16 @@ from model import (CAPITALS, EOS, N_TOKENS, SOS, Classifier, Generator, classify
 
 CALIBRATION_BINS = 15  # equal-width bins over the top probability, as the usual ECE
 SURE_PRECISION = 0.95  # answers marked sure must be right this often on validation
-DISTINCT_SHARE = 0.95  # free draws of 100 names at the default sampling settings are at least this distinct
-MAX_DRAWS = 3  # and cost at most this many draws per new name on average
+DISTINCT_SHARE = 0.95  # at the default sampling settings, a request for 100 new names comes back at least this full
+MAX_DRAWS = 3  # and a distinct new name costs at most this many draws on average
 SAMPLING_GRID = [(temperature, top_k) for top_k in (0, 12) for temperature in (0.4, 0.5, 0.6, 0.8)]
 MIN_HELD_OUT = 300  # languages with fewer held-out real names are left out of the realism figure
 MIN_NAMES_FOR_RECALL = 40  # languages with fewer held-out real names are too noisy to average
 
 
 def scores(truth: list[int], guesses: list[int], n_labels: int) -> dict:
-    """Accuracy, macro-F1, balanced accuracy and per-label precision, recall, F1 and support.
-
-    Labels absent from truth count in neither mean: they have no recall to average.
-    """
+    """Accuracy, macro-F1, balanced accuracy and per-label precision, recall, F1 and support; labels absent from truth
+    count in neither mean, having no recall to average."""
     confusion = torch.zeros(n_labels, n_labels, dtype=torch.long)
     for t, g in zip(truth, guesses):
         confusion[t, g] += 1
@@ -104,11 +102,8 @@ def fit_temperature(log_probs: torch.Tensor, truth: torch.Tensor) -> float:
 
 
 def sure_threshold(log_probs: torch.Tensor, truth: torch.Tensor, precision: float = SURE_PRECISION) -> float:
-    """The lowest top probability above which answers are right at least `precision` of the time.
-
-    Chosen on validation names; answers at or above it are marked sure. 1.0 (nothing
-    marked sure) if no threshold reaches the precision.
-    """
+    """The lowest top probability above which answers are right at least `precision` of the time (1.0, nothing marked
+    sure, if none is): answers at or above it are marked sure."""
     confidence, guess = log_probs.exp().max(1)
     order = confidence.argsort(descending=True)
     right = (guess == truth)[order].double()
@@ -121,14 +116,10 @@ def sure_threshold(log_probs: torch.Tensor, truth: torch.Tensor, precision: floa
 
 def evaluate_classifier(model: Classifier, examples: list[tuple[str, int]], n_labels: int,
                         threshold: float = 1.0) -> dict:
-    """Every classifier figure on examples, with dropout off (`figures`)."""
+    """Every classifier figure on examples (`figures`), from the model as it is (in eval mode for figures)."""
     if not examples:
         return {}
-    was_training = model.training
-    model.eval()
-    log_probs = classify(model, [name for name, _ in examples])
-    model.train(was_training)
-    return figures(log_probs, examples, n_labels, threshold)
+    return figures(classify(model, [name for name, _ in examples]), examples, n_labels, threshold)
 
 
 def case_agreement(model: Classifier, names: list[str]) -> float:
@@ -169,13 +160,10 @@ def count_letters(counts: LetterCounts, examples: list[tuple[str, int, float]]) 
 
 def calibrate_classifier(model: Classifier, train: list[tuple[str, int, float]], validation: list[tuple[str, int]],
                          real_validation: list[tuple[str, int]], with_counts: bool = True) -> dict:
-    """After training: the network's temperature, then (with_counts) the letter counts, then the sure threshold.
-
-    The counts' log-likelihoods get a temperature of their own, their share of the answer is
-    the one of 0 to 0.6 (steps of 0.05) with the best selection score, and the mixture gets
-    a temperature too, since a share chosen for accuracy need not give honest probabilities.
-    Every constant is fitted on validation names of both sources.
-    """
+    """After training, on validation names of both sources: the network's temperature; then (with_counts) the letter
+    counts, their log-likelihoods' temperature, their share (0 to 0.6 in steps of 0.05, the best selection score) and
+    the mixture's temperature, since a share chosen for accuracy need not give honest probabilities; then the sure
+    threshold."""
     examples = validation + real_validation
     names, truth = [name for name, _ in examples], torch.tensor([label for _, label in examples])
     before = classify(model, names)
@@ -295,13 +283,9 @@ def language_table(metrics: dict, languages: list[str]) -> str:
 
 def scored_batches(examples: list[tuple[str, int]], device: torch.device, first_letter_given: bool = True,
                    batch_size: int = 512):
-    """Teacher-forcing batches of held-out names: (languages, inputs, targets), with -100 where nothing is scored.
-
-    With the first letter given every letter after the first is scored, plus the end
-    token, as the tutorial's generator is handed the first letter; without, the first
-    letter is scored too (the start token given), the figure makemore reports. Names go in
-    order of length, so that a batch is little padded.
-    """
+    """Teacher-forcing batches of held-out names in order of length: (languages, inputs, targets), -100 where nothing
+    is scored. With the first letter given, as the tutorial's generator is, it is not scored; without, it is, as
+    makemore scores names."""
     examples = sorted(examples, key=lambda example: len(example[0]))
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
@@ -336,11 +320,8 @@ def generator_nll(model: Generator, examples: list[tuple[str, int]]) -> float:
 
 @torch.no_grad()
 def fit_counts_share(model: Generator, train: list[tuple[str, int, float]], validation: list[tuple[str, int]]) -> dict:
-    """Count the letter histories of the names the network learnt from, at their weights, then fit the counts'
-    share of the mixture: the one that minimises the validation NLL, which is convex in it.
-
-    Returns the share, and the validation NLL of the network alone and of the mixture.
-    """
+    """Count the letter histories of the names the network learnt from, at their weights, and fit the counts' share
+    to minimise the validation NLL (convex in it). Returns it, and the NLL of the network alone and of the mixture."""
     count_letters(model.counts, train)
     model.counts_share.fill_(0)  # the network alone
     network, counted = [], []
@@ -362,15 +343,9 @@ def fit_counts_share(model: Generator, train: list[tuple[str, int, float]], vali
 def sample_quality(generator: Generator, dataset: Dataset, known: set[str], temperature: float,
                    casing: dict[str, str], lengths: dict[str, list[int]], top_k: int = 0,
                    classifier: Classifier | None = None, per_language: int = 100, seed: int = 1337) -> dict:
-    """How 100 free samples per language fare: ended, novel, distinct, new, cased, judged as the asked language.
-
-    "novel" is the share not in known, the folded names the generator trained on; "new"
-    the share that are distinct novel names.
-    "judged" (with a classifier) is the share the classifier assigns to the asked language:
-    its mean over languages is the classifier's balanced accuracy on generated names.
-    "cased" is the share written in a capitalisation pattern that the language's data-set
-    names use.
-    """
+    """How 100 free samples per language fare: ended; novel (not in known, the names it trained on); distinct; new
+    (distinct and novel); cased (in a capitalisation its language's data-set names use); and, with a classifier,
+    judged as the asked language, whose mean is the classifier's balanced accuracy on invented names."""
     rng = torch.Generator().manual_seed(seed)
     patterns = case_patterns(dataset)
     counts = {}
@@ -416,10 +391,7 @@ def realism(generator: Generator, dataset: Dataset, real: list[tuple[str, int]],
 def draw_probabilities(generator: Generator, language: int, names: list[str], min_length: int,
                        settings: list[tuple[float, int]]) -> torch.Tensor:
     """The probability that one draw at each (temperature, top-k) of settings is each of names: (settings, names).
-
-    Exact, from one teacher-forced pass: the model's log-probabilities are tempered and cut to
-    the top k as `model.sample` does, so no sampling noise enters a choice made with them.
-    """
+    Exact, from one teacher-forced pass tempered and cut as `model.sample` does: no sampling noise."""
     inputs, targets = generator_batch(names, device_of(generator))
     log_probs = generator(torch.full((len(names),), language, device=inputs.device), inputs).float().cpu()
     log_probs[..., [SOS, *CAPITALS]] = -math.inf
@@ -438,15 +410,10 @@ def draw_probabilities(generator: Generator, language: int, names: list[str], mi
 def choose_sampling(generator: Generator, dataset: Dataset, real: list[tuple[str, int]], known: set[str],
                     casing: dict[str, str], lengths: dict[str, list[int]], log=print) -> tuple[float, int, list[dict]]:
     """The default temperature and top-k: of SAMPLING_GRID, the pair whose new names are most often real surnames,
-    among those where a new name costs at most MAX_DRAWS draws and a request of 100 names per language comes back at
-    least DISTINCT_SHARE distinct and new.
-
-    Realism here is its expectation on the validation part of the real names, per language
-    with at least MIN_HELD_OUT of them: the chance that a draw is one of them
-    (`draw_probabilities`) over the share of draws that are new. That share, and the draws a
-    distinct new name costs, come from 100 free draws per language. Returns the pair and the
-    figures of every pair.
-    """
+    among those where a new name costs at most MAX_DRAWS draws and a request of 100 new names per language comes back
+    at least DISTINCT_SHARE full. Realism is its expectation on the validation part of the real names: the chance that
+    a draw is one of them (`draw_probabilities`) over the share of draws that are new, from 100 free draws per
+    language. Returns the pair and the figures of every pair tried."""
     held_out = {index: [name for name, label in real if label == index] for index in range(len(dataset.languages))}
     held_out = {index: names for index, names in held_out.items() if len(names) >= MIN_HELD_OUT}
     chances = {index: draw_probabilities(generator, index, names, lengths[dataset.languages[index]][0],

@@ -18,6 +18,7 @@ import argparse
 import inspect
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -85,11 +86,8 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path, kind: str) -> dict:
-    """A checkpoint dict of the given kind ("classifier" or "generator"), loaded weights-only onto the CPU.
-
-    Anything this code could not use (another kind, a missing field, another alphabet)
-    is a CheckpointError, never a traceback later on.
-    """
+    """A checkpoint dict of the given kind, loaded weights-only onto the CPU; what this code cannot use (another kind,
+    a missing field, another alphabet) is a CheckpointError, never a traceback later on."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no {kind} checkpoint at {path}: run `python train.py` first")
@@ -151,21 +149,14 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_device(text: str) -> torch.device:
-    """The --device flag: auto (CUDA, then Apple's MPS, then the CPU), cpu, cuda, cuda:N or mps.
-
-    A device that is not on this machine is an argparse error: one line, exit status 2.
-    """
+    """The --device flag's value; a device that is not on this machine is an argparse error: one line, exit 2."""
     if text == "auto":
         text = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda", "mps"):
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", text):
         raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps")
-    here = {"cpu": True, "mps": torch.backends.mps.is_available(),
-            "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()}
-    if not here[device.type]:
+    device = torch.device(text)
+    if (device.type == "mps" and not torch.backends.mps.is_available()
+            or device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count()):
         raise argparse.ArgumentTypeError(f"device {text!r} is not available on this machine")
     return device
 
@@ -230,12 +221,9 @@ def mixture(network: torch.Tensor, counted: torch.Tensor, share: float) -> torch
 # ----------------------------------------------------------------------------- classifier
 
 class Classifier(nn.Module):
-    """Reads a name letter by letter, both ways, and scores every language from the two final states.
-
-    One cell reads the name forwards, one backwards, so both its beginning and its ending
-    weigh in. Beside them, a score per language for each hashed letter n-gram of the name
-    (`^mc`, `ov$`) is added to the logits. Returns log-probabilities (B, languages).
-    """
+    """Reads a name letter by letter, forwards with one cell and backwards with another, so that both its beginning
+    and its ending weigh in; a score per language for each hashed letter n-gram of the name (`^mc`, `ov$`) is added
+    to the logits. Returns log-probabilities (B, languages)."""
 
     def __init__(self, n_letters: int, n_languages: int, hidden_size: int = 128, cell: str = "gru",
                  dropout: float = 0.5, letter_dropout: float = 0.1, ngram_buckets: int = 65536,
@@ -254,7 +242,7 @@ class Classifier(nn.Module):
             self.ngrams = nn.EmbeddingBag(ngram_buckets + 1, n_languages, mode="sum", padding_idx=ngram_buckets)
             nn.init.zeros_(self.ngrams.weight)  # start from the RNN alone; N(0, 1) rows would drown it
         self.counts = LetterCounts(n_letters + 2, n_languages, count_order, count_discount)
-        # Fitted on validation names after training (evaluate.calibrate); 1, 0, 1, 1 while training.
+        # Fitted on validation names after training (evaluate.calibrate_classifier); 1, 0, 1, 1 while training.
         self.register_buffer("temperature", torch.tensor(1.0))  # divides the network's logits
         self.register_buffer("counts_share", torch.tensor(0.0))  # the letter counts' share of the answer
         self.register_buffer("counts_temperature", torch.tensor(1.0))  # divides the counts' log-likelihoods
@@ -286,8 +274,8 @@ class Classifier(nn.Module):
         share = float(self.counts_share)
         if not share:
             return log_probs
-        counted = F.log_softmax(likelihoods / self.counts_temperature, dim=1)
-        return F.log_softmax(mixture(log_probs, counted, share) / self.mixture_temperature, dim=1)
+        counted = F.log_softmax(likelihoods / float(self.counts_temperature), dim=1)
+        return F.log_softmax(mixture(log_probs, counted, share) / float(self.mixture_temperature), dim=1)
 
     def state(self, letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Each name's final states, both directions side by side: (B, 2H)."""
@@ -314,11 +302,9 @@ def reverse_padded(letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor
 def ngram_ids(letters: torch.Tensor, lengths: torch.Tensor, buckets: int) -> torch.Tensor:
     """Hashed ids of every name's 1- to 4-letter pieces, start and end marked (`^h`, `ton$`): (B, G).
 
-    Each piece is a number in base 64 of its letter codes (unique per piece), spread over
-    the buckets by a multiplicative hash; pieces that run past a name's end get the
-    padding id `buckets`. The whole batch at once: hashing strings in Python cost more
-    than the model.
-    """
+    A piece's letter codes in base 64 are spread over the buckets by a multiplicative hash;
+    pieces past a name's end get the padding id `buckets`. The whole batch at once: hashing
+    strings in Python cost more than the model."""
     batch, width = letters.shape
     steps = torch.arange(width + 2)
     codes = torch.zeros(batch, width + 2, dtype=torch.long)  # 0 past the end
@@ -359,11 +345,8 @@ def _by_length(names: list[str], batch_size: int, width: int, run) -> torch.Tens
 # ----------------------------------------------------------------------------- generator
 
 class Generator(nn.Module):
-    """Predicts a name's next letter from its language, the current letter and the state.
-
-    As in the tutorial, a second layer (o2o) reads the new state beside a first guess (i2o)
-    made from the language, the input and the old state, with dropout there while training.
-    """
+    """Predicts a name's next letter from its language, the current letter and the state. As in the tutorial, a
+    second layer (o2o) reads the new state beside a first guess (i2o), with dropout there while training."""
 
     def __init__(self, n_tokens: int, n_languages: int, hidden_size: int = 640, cell: str = "gru",
                  dropout: float = 0.5, count_order: int = 6, count_discount: float = 0.6):
@@ -401,11 +384,8 @@ class Generator(nn.Module):
 
     def step(self, language: torch.Tensor, history: torch.Tensor,
              h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One letter for a batch: (next-token log-probabilities, new state).
-
-        history (B, L) holds the tokens so far, the start token first: the RNN reads the
-        last, the counts look at the last few.
-        """
+        """One letter for a batch: (next-token log-probabilities, new state). history (B, L) holds the tokens so far,
+        the start token first: the RNN reads the last, the counts the last few."""
         token = history[:, -1]
         first_guess = self.i2o_letter(token) + self.i2o_language(language) + self.i2o_hidden(h)
         h = self.cell(self.i2h_letter(token) + self.i2h_language(language), h)
@@ -423,12 +403,8 @@ class Generator(nn.Module):
 
 
 def generator_batch(names: list[str], device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher-forcing inputs (start token, folded letters) and targets (folded letters, end token).
-
-    The generator learns folded names, so it never puts a capital inside a word;
-    `data.write_as_data_set` writes its names back as the data set writes them.
-    Targets past a name's end are -100, which the loss ignores.
-    """
+    """Teacher-forcing inputs (start token, folded letters) and targets (folded letters, end token; -100 past the
+    end, which the loss ignores). Folded: `data.write_as_data_set` writes names back as the data set writes them."""
     inputs, targets = teacher_forcing(*pad_batch([fold(name) for name in names]))
     return inputs.to(device), targets.to(device)
 
@@ -445,11 +421,8 @@ def teacher_forcing(letters: torch.Tensor, lengths: torch.Tensor) -> tuple[torch
 
 def _next_log_probs(model: Generator, language: torch.Tensor, history: torch.Tensor, h: torch.Tensor,
                     letters_so_far: int, min_length: int, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One generation step's log-probabilities (on the CPU) and state, with what no name may do ruled out.
-
-    The start token and capitals never come, a name has at least min_length letters
-    (and at least one), and a name of max_length letters can only end.
-    """
+    """One generation step's log-probabilities (on the CPU) and state, with what no name may do ruled out: the start
+    token and capitals, an end before min_length letters (or none), anything but an end after max_length."""
     log_probs, h = model.step(language, history, h)
     log_probs = log_probs.float().cpu()
     log_probs[:, SOS] = -math.inf
@@ -466,12 +439,10 @@ def sample(model: Generator, language: int, prefixes: list[str], temperature: fl
            max_length: int = 20, rng: torch.Generator | None = None, min_length: int = 1) -> list[tuple[str, bool]]:
     """One folded name per prefix, drawn together: (name, ended with the end token).
 
-    A prefix ("" for none) is fed to the model letter by letter and every name continues
-    from the state it leaves. top_k > 0 draws only among the k likeliest next tokens.
-    A name that has not ended after max_length letters is cut there; none ends before
-    min_length letters. Draws are made on the CPU, so a seed gives the same names on any
-    device, up to the device's rounding.
-    """
+    Each name continues from the state its prefix ("" for none) leaves; top_k > 0 draws
+    among the k likeliest next tokens only. Names are cut at max_length and none ends
+    before min_length. Draws are made on the CPU, so a seed gives the same names on any
+    device, up to its rounding."""
     device, batch = device_of(model), len(prefixes)
     language_t = torch.full((batch,), language, dtype=torch.long, device=device)
     history = torch.full((batch, 1), SOS, dtype=torch.long)  # (B, L): the tokens so far
@@ -502,12 +473,9 @@ def sample(model: Generator, language: int, prefixes: list[str], temperature: fl
 @torch.no_grad()
 def beam_search(model: Generator, language: int, prefix: str, width: int, max_length: int = 20,
                 min_length: int = 1) -> list[tuple[str, float]]:
-    """The `width` likeliest whole folded names that begin with prefix, best first, with their log-probability.
-
-    The log-probability (nats) is that of everything the model chose: the letters after
-    the prefix and the end token. The greedy name (a beam of one) is always among the
-    candidates, so the best name found is never less likely than greedy decoding's.
-    """
+    """The `width` likeliest whole folded names that begin with prefix, best first, with the log-probability of the
+    letters after the prefix and the end token. The greedy name (a beam of one) is among the candidates, so the best
+    name found is never less likely than greedy decoding's."""
     prefix = fold(prefix)
     found: dict[str, float] = {}
     for beam in dict.fromkeys((1, width)):
@@ -553,14 +521,11 @@ def _beam(model: Generator, language: int, prefix: str, width: int, min_length: 
 def invent(model: Generator, language: int, prefixes: list[str], temperature: float, capital_after: str = "",
            top_k: int = 0, max_length: int = 20, seed: int | None = None, avoid: set[str] | None = None,
            min_length: int = 1, candidates: int = 4, rounds: int = 8) -> list[str]:
-    """One new name per prefix, written as the data set writes the language, repeats avoided where possible.
+    """One name per prefix, written as the data set writes the language, repeats avoided where possible.
 
-    Draws a few candidates per prefix in one batch and takes the first one not already
-    chosen, preferring names that ended before max_length; none ends before min_length
-    letters (the language's shortest data-set name). With avoid (folded names, e.g. the
-    training data) a name must not be in it: up to `rounds` batches are drawn, and a
-    prefix that still has no such name gets none, so fewer names come back.
-    """
+    Draws `candidates` per prefix in one batch and takes the first not already chosen, ended
+    names first. With avoid (folded names, e.g. the training data) a name must not be in it:
+    up to `rounds` batches are drawn, and a prefix with no such name gets none."""
     rng = torch.Generator()
     rng.manual_seed(seed) if seed is not None else rng.seed()
     chosen: list[str | None] = [None] * len(prefixes)

@@ -13,6 +13,12 @@ def _pyplot():
     return plt
 
 
+def save(plt, fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_losses(history: dict, path: Path, title: str) -> None:
     """Training and validation loss against step; both curves must be the same quantity."""
     plt = _pyplot()
@@ -24,9 +30,7 @@ def plot_losses(history: dict, path: Path, title: str) -> None:
     ax.set_ylabel("loss (nats)")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(plt, fig, path)
 
 
 def plot_confusion(confusion: list[list[int]], languages: list[str], path: Path) -> None:
@@ -42,9 +46,7 @@ def plot_confusion(confusion: list[list[int]], languages: list[str], path: Path)
     ax.set_xlabel("guessed language")
     ax.set_ylabel("true language")
     ax.set_title("Classifier confusion on the test split (rows sum to 1)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(plt, fig, path)
 
 
 def plot_reliability(curves: dict[str, list[dict]], path: Path) -> None:
@@ -55,12 +57,7 @@ def plot_reliability(curves: dict[str, list[dict]], path: Path) -> None:
     for label, rows in curves.items():
         filled = [row for row in rows if row["count"]]
         ax.plot([row["confidence"] for row in filled], [row["accuracy"] for row in filled], marker="o", label=label)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence (top probability, bin mean)")
-    ax.set_ylabel("accuracy in the bin")
-    ax.set_title("Classifier reliability, calibrated")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability, bin mean)", ylabel="accuracy in the bin",
+           title="Classifier reliability, calibrated")
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(plt, fig, path)

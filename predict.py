@@ -36,11 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def read_names(args: argparse.Namespace) -> list[str]:
-    """The names to answer, one per argument or stdin line, as valid Unicode whatever bytes arrived.
-
-    Only a line feed ends a line (and one carriage return before it goes with it): CR,
-    form feeds or U+2028 inside a line stay in it, so answers line up with the input.
-    """
+    """The names to answer, one per argument or stdin line, as valid Unicode whatever bytes arrived. Only a line feed
+    (with one carriage return before it) ends a line, so that answers line up with the input."""
     names = []
     for name in args.names:
         if name == "-":  # bytes, so that one badly encoded line cannot stop the run

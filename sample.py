@@ -36,20 +36,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--top-k", type=int, help=f"draw only among the k likeliest next letters, {TOP_K_RANGE[0]} "
                         f"to {TOP_K_RANGE[1]}, 0 among all; applied after --temperature (default: chosen at "
                         "training, in the checkpoint)")
-    parser.add_argument("--beam", type=int, help=f"instead of drawing, the K likeliest whole names (1 to {MAX_BEAM}), "
-                        "best first, as (log-probability) Name, for each start letter or the prefix")
-    parser.add_argument("--greedy", action="store_true", help="the tutorial's decoding: the likeliest letter each "
-                        "time; the same as --beam 1")
+    decoding = parser.add_mutually_exclusive_group()
+    decoding.add_argument("--beam", type=int, help=f"instead of drawing, the K likeliest whole names (1 to "
+                          f"{MAX_BEAM}), best first, as (log-probability) Name, for each start letter or the prefix")
+    decoding.add_argument("--greedy", action="store_true", help="the tutorial's decoding: the likeliest letter each "
+                          "time; the same as --beam 1")
     parser.add_argument("--seed", type=int, help="random seed: the same seed gives the same names (default: random)")
     parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, help=f"longest name, in letters, "
                         f"{MAX_LENGTH_RANGE[0]} to {MAX_LENGTH_RANGE[1]} (default: {DEFAULT_MAX_LENGTH})")
     parser.add_argument("--checkpoint", default=str(GENERATOR_PATH), help="generator checkpoint "
                         "(default: checkpoints/generator.pt beside this script)")
     add_device_argument(parser)
-    args = parser.parse_args(argv)
-    if args.greedy and args.beam:
-        parser.error("--greedy is --beam 1: give one of them")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

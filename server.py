@@ -60,13 +60,9 @@ class HTTPError(Exception):
 
 
 class Batcher:
-    """One worker thread that answers every name waiting at that moment in one forward pass.
-
-    Hand-built cells run many tiny torch ops; sixteen threads each running their own
-    pass mostly trade the interpreter lock. One batched pass serves them all at once,
-    and the request threads touch no tensors at all: each torch call releases and
-    takes back the interpreter lock, and among sixteen threads every hand-over waits.
-    """
+    """One worker thread that answers every name waiting at that moment in one forward pass, on the model's device.
+    Request threads touch no tensors: among sixteen threads, every torch call's hand-over of the interpreter lock
+    waits."""
 
     def __init__(self, model: Classifier, languages: list[str], sure_from: float, max_batch: int = 512):
         self.model, self.languages, self.sure_from, self.max_batch = model, languages, sure_from, max_batch
@@ -74,11 +70,8 @@ class Batcher:
         threading.Thread(target=self._work, daemon=True, name="classifier").start()
 
     def ranked(self, name: str) -> tuple[tuple[tuple[float, str], ...], bool]:
-        """Every language for a normalised name as (log-probability, language), best first, and whether it is sure.
-
-        Tuples of numbers and strings, no tensors: the garbage collector stops walking
-        them, so thousands in the cache do not lengthen its pauses.
-        """
+        """Every language for a normalised name as (log-probability, language), best first, and whether it is sure:
+        tuples, which the garbage collector stops walking, so thousands in the cache do not lengthen its pauses."""
         future: Future = Future()
         self.waiting.put((name, future))
         return future.result(timeout=30)
