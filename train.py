@@ -85,7 +85,7 @@ def fit(model: torch.nn.Module, train: list, loss_of, validate, epochs: int, lr:
     total_steps = min(epochs * math.ceil(per_epoch / batch_size), max_steps or math.inf)
     history = {"train": [], "validation": []}
     best = {"score": -math.inf, "state": None, "epoch": 0}
-    step, start = 0, time.time()
+    step, start, losses = 0, time.time(), []
     try:
         for epoch in range(1, epochs + 1):
             examples = train + draw_share(extra, extra_share, rng)
@@ -101,11 +101,12 @@ def fit(model: torch.nn.Module, train: list, loss_of, validate, epochs: int, lr:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimiser.step()
                 step += 1
-                history["train"].append((step, loss.item()))
+                losses.append(loss.item())
                 if step % LOG_EVERY == 0 or step == total_steps:
-                    recent = [value for _, value in history["train"][-LOG_EVERY:]]
+                    recent = losses[-LOG_EVERY:]
+                    history["train"].append((step, sum(recent) / len(recent)))
                     log(f"{step} {100 * step // total_steps}% ({time.time() - start:.0f} s) "
-                        f"{sum(recent) / len(recent):.4f}{note}")
+                        f"{history['train'][-1][1]:.4f}{note}")
             score, validation_loss, summary = validate()
             history["validation"].append((step, validation_loss))
             log(f"epoch {epoch}: {summary}")
