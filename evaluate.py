@@ -413,7 +413,7 @@ def choose_sampling(generator: Generator, dataset: Dataset, real: list[tuple[str
     among those where a new name costs at most MAX_DRAWS draws and a request of 100 new names per language comes back
     at least DISTINCT_SHARE full. Realism is its expectation on the validation part of the real names: the chance that
     a draw is one of them (`draw_probabilities`) over the share of draws that are new, from 100 free draws per
-    language. Returns the pair and the figures of every pair tried."""
+    language (0 without such names: then the coolest pair that qualifies). Returns the pair and every pair's figures."""
     held_out = {index: [name for name, label in real if label == index] for index in range(len(dataset.languages))}
     held_out = {index: names for index, names in held_out.items() if len(names) >= MIN_HELD_OUT}
     chances = {index: draw_probabilities(generator, index, names, lengths[dataset.languages[index]][0],
@@ -423,7 +423,7 @@ def choose_sampling(generator: Generator, dataset: Dataset, real: list[tuple[str
         figures = sample_quality(generator, dataset, known, temperature, casing, lengths, top_k, seed=1)
         by_language = list(figures["languages"].values())
         found = [float(chances[index][row]) / max(by_language[index]["novel"], 1e-3) for index in held_out]
-        rows.append({"temperature": temperature, "top_k": top_k, "realism": sum(found) / len(found),
+        rows.append({"temperature": temperature, "top_k": top_k, "realism": sum(found) / max(len(found), 1),
                      "draws": 1 / max(figures["pooled"]["new"], 1e-3)})
     for row in sorted(rows, key=lambda row: -row["realism"]):
         if row["draws"] <= MAX_DRAWS:

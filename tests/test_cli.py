@@ -199,6 +199,19 @@ def test_train_on_another_folder_of_labels(tmp_path):
         assert [line.split()[1] for line in lines] == [label, ({"male", "female"} - {label}).pop()]
 
 
+def test_a_generator_trains_on_another_folder_of_labels_with_no_real_names_for_them(tmp_path):
+    data = tmp_path / "colours"
+    data.mkdir()
+    (data / "red.txt").write_text("\n".join(f"Rub{c}{d}o" for c in "abcdefgh" for d in "lmnr"), encoding="utf-8")
+    (data / "blue.txt").write_text("\n".join(f"Azu{c}{d}e" for c in "abcdefgh" for d in "lmnr"), encoding="utf-8")
+    result = run("train.py", "--model", "generator", "--dry-run", "--hidden-size", "16", "--data-dir", str(data),
+                 "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    checkpoint = load_checkpoint(tmp_path / "generator.pt", "generator")
+    assert checkpoint["languages"] == ["blue", "red"]
+    assert all(row["realism"] == 0 for row in checkpoint["sampling_table"])  # no held-out real names to count
+
+
 def test_predict_prints_top_three_best_first(trained):
     result = run("predict.py", "--checkpoint", str(trained / "classifier.pt"), "Hinton")
     assert result.returncode == 0, result.stderr
