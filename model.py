@@ -348,8 +348,8 @@ class Generator(nn.Module):
     """Predicts a name's next letter from its language, the current letter and the state. As in the tutorial, a
     second layer (o2o) reads the new state beside a first guess (i2o), with dropout there while training."""
 
-    def __init__(self, n_tokens: int, n_languages: int, hidden_size: int = 640, cell: str = "gru",
-                 dropout: float = 0.5, count_order: int = 6, count_discount: float = 0.6):
+    def __init__(self, n_tokens: int, n_languages: int, hidden_size: int = 384, cell: str = "gru",
+                 dropout: float = 0.3, count_order: int = 6, count_discount: float = 0.6):
         super().__init__()
         cell_type = CELLS[cell]
         self.n_languages, self.hidden_size = n_languages, hidden_size
