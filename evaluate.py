@@ -168,7 +168,7 @@ def calibrate_classifier(model: Classifier, train: list[tuple[str, int, float]],
     names, truth = [name for name, _ in examples], torch.tensor([label for _, label in examples])
     before = classify(model, names)
     model.temperature.fill_(fit_temperature(before, truth))
-    network = classify(model, names)
+    network = F.log_softmax(before / float(model.temperature), dim=1)  # what classify now gives, without a pass
     result = {"temperature": float(model.temperature), "names": len(names),
               "nll_before": float(F.nll_loss(before, truth)), "nll_after": float(F.nll_loss(network, truth))}
     if with_counts:
@@ -189,7 +189,7 @@ def calibrate_classifier(model: Classifier, train: list[tuple[str, int, float]],
         result.update(counts_share=share, counts_temperature=float(model.counts_temperature),
                       mixture_temperature=float(model.mixture_temperature), score_without=by_share[0.0],
                       score=by_share[share])
-    result["sure_threshold"] = sure_threshold(classify(model, names), truth)
+    result["sure_threshold"] = sure_threshold(model.mix(network, likelihoods) if with_counts else network, truth)
     return result
 
 
