@@ -143,11 +143,10 @@ class NearestNames:
 
 
 def explanations(model: Classifier, names: list[str], known: NearestNames) -> list[dict]:
-    """Why each normalised name got its top language: a score per letter, and the known names it is like.
-
-    A letter's score is how far the top language's log-odds, log(p / (1 - p)), fall when it is
-    dropped: positive where it pushed towards the answer. Log-odds keep telling letters apart
-    when the model is sure, where p, or log p, stays near 1 (or 0) whatever letter goes."""
+    """Why each normalised name got its top language: a score per letter, and the known names it is like. A letter's
+    score is how far the top language's log-odds, log(p / (1 - p)), fall when it is dropped: positive where it pushed
+    towards the answer. Log-odds keep telling letters apart when the model is sure, where p, or log p, stays near 1
+    (or 0) whatever letter goes."""
     variants = [name[:i] + name[i + 1:] for name in names for i in range(len(name))]
     log_probs = classify(model, names + variants)
     whole, hidden = log_probs[:len(names)], log_probs[len(names):]

@@ -91,7 +91,7 @@ def generator_figures(dataset, classifier, checkpoint: dict) -> None:
     pooled = quality["pooled"]
     check("free draws: novel (reported; requests keep only new names)", pooled["novel"], "(reported)")
     check("draws per distinct new name", 1 / pooled["new"], "<= 3", 1 / pooled["new"] <= 3)
-    within = request_distinct(generator, dataset, known, temperature, top_k, casing, lengths, seed=11)
+    within = request_distinct(generator, dataset, known, temperature, top_k, lengths, seed=11)
     check("a request of 100 new names: share that comes back, distinct", within, ">= 0.95", within >= 0.95)
     check("judged as the asked language", pooled["judged"], f">= the test balanced accuracy {balanced:.3f}",
           pooled["judged"] >= balanced)

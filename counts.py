@@ -66,46 +66,50 @@ class LetterCounts(nn.Module):
 
     def _index(self) -> tuple[torch.Tensor, ...]:
         """Every language's counts side by side, one row per (history, next token) and one per history (its total
-        and the mass its discounts freed): one search then finds a key in all languages at once."""
+        and the mass its discounts freed): one search finds a key's row, and the language picks the column."""
         if self.rows is None or self.rows[0].device != self.keys.device:
             languages = self.n_languages
             next_keys, row = (self.keys // languages).unique(return_inverse=True)
             counts = torch.zeros(len(next_keys), languages, device=self.keys.device)
             counts[row, self.keys % languages] = self.weights
             history_keys, row = (next_keys // 64).unique(return_inverse=True)
-            totals = counts.new_zeros(len(history_keys), 2, languages)
-            totals.index_add_(0, row, torch.stack((counts, self.discount * counts.clamp(max=1)), 1))
+            totals = counts.new_zeros(len(history_keys), languages, 2)
+            totals.index_add_(0, row, torch.stack((counts, self.discount * counts.clamp(max=1)), -1))
             self.rows = (next_keys, counts, history_keys, totals)
         return self.rows
 
     @staticmethod
-    def _find(keys: torch.Tensor, rows: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
-        """The rows of wanted keys (...), zeros where a key was never seen."""
-        if not len(keys):
-            return rows.new_zeros(*wanted.shape, *rows.shape[1:])
+    def _find(keys: torch.Tensor, rows: torch.Tensor, wanted: torch.Tensor,
+              language: torch.Tensor | None) -> torch.Tensor:
+        """The rows of wanted keys (...), zeros where a key was never seen: every language's side by side, or only
+        language's (which broadcasts with wanted)."""
+        if not len(keys):  # nothing counted: one row of zeros under a key no history has
+            keys, rows = wanted.new_full((1,), -1), rows.new_zeros(1, *rows.shape[1:])
         at = torch.searchsorted(keys, wanted).clamp(max=len(keys) - 1)
-        found = (keys[at] == wanted).reshape(*wanted.shape, *[1] * (rows.dim() - 1))
-        return rows[at] * found
+        found = keys[at] == wanted
+        picked = rows[at] if language is None else rows[at, language]
+        return picked * found.reshape(*found.shape, *[1] * (picked.dim() - found.dim()))
 
-    def probabilities(self, contexts: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """P(target | context) in every language, (..., languages), for contexts (..., order - 1) and targets (...)
-        that broadcast together."""
+    def probabilities(self, contexts: torch.Tensor, targets: torch.Tensor,
+                      language: torch.Tensor | None = None) -> torch.Tensor:
+        """P(target | context) for contexts (..., order - 1) and targets (...) that broadcast together: in every
+        language, (..., languages), as the classifier asks, or in the language each is asked in, as a generator asks."""
         next_keys, counts, history_keys, totals = self._index()
-        base = torch.where(targets == self.n_tokens - 1, 0.0, 1.0 / (self.n_tokens - 1))
-        probs = base[..., None].expand(*targets.shape, self.n_languages)
+        wide = language is None  # every language side by side, in a last dimension
+        probs = torch.where(targets == self.n_tokens - 1, 0.0, 1.0 / (self.n_tokens - 1))  # uniform but the start
+        probs = probs[..., None] if wide else probs
         for length in range(self.order):  # from no history up to the longest
             history, present = self._history(contexts, length)
-            count = self._find(next_keys, counts, history * 64 + targets + 1)
-            total, mass = self._find(history_keys, totals, history).unbind(-2)
+            count = self._find(next_keys, counts, history * 64 + targets + 1, language)
+            total, mass = self._find(history_keys, totals, history, language).unbind(-1)
             longer = (count - self.discount * count.clamp(max=1) + mass * probs) / total.clamp(min=1e-12)
-            probs = torch.where(present[..., None] & (total > 0), longer, probs)
+            probs = torch.where((present[..., None] if wide else present) & (total > 0), longer, probs)
         return probs
 
     def forward(self, language: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
         """Next-token probabilities (..., n_tokens) in languages (...) after contexts (..., order - 1)."""
         tokens = torch.arange(self.n_tokens, device=contexts.device)
-        probs = self.probabilities(contexts[..., None, :], tokens)  # (..., N, languages)
-        return probs.gather(-1, language[..., None, None].expand(*probs.shape[:-1], 1))[..., 0]
+        return self.probabilities(contexts[..., None, :], tokens, language[..., None])
 
     def log_likelihoods(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Each name's log-likelihood in every language, (B, languages), from teacher-forcing inputs and targets."""

@@ -205,10 +205,8 @@ def encode(name: str) -> list[int]:
 
 
 def pad_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Letter indices padded with 0 to the longest name, and each name's length.
-
-    One tensor from one flat list: a tensor per name costs more than the names themselves.
-    """
+    """Letter indices padded with 0 to the longest name, and each name's length: one tensor from one flat list, as a
+    tensor per name costs more than the names themselves."""
     lengths = torch.tensor([len(name) for name in names], dtype=torch.long)
     letters = torch.zeros(len(names), int(lengths.max()) if names else 0, dtype=torch.long)
     letters[torch.arange(letters.shape[1]) < lengths[:, None]] = torch.tensor(

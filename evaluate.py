@@ -297,9 +297,8 @@ def scored_batches(examples: list[tuple[str, int]], device: torch.device, first_
 
 @torch.no_grad()
 def generator_nlls(model: Generator, examples: list[tuple[str, int]]) -> tuple[float, float]:
-    """Held-out NLL in nats per character of folded names, given the language, pooled over all names:
-    with the first letter given, and with it scored too (see `scored_batches`), from one pass.
-    """
+    """Held-out NLL in nats per character of folded names, given the language, pooled over all names: with the first
+    letter given, and with it scored too (see `scored_batches`), from one pass."""
     was_training = model.training
     model.eval()
     first = rest = 0.0
@@ -311,11 +310,6 @@ def generator_nlls(model: Generator, examples: list[tuple[str, int]]) -> tuple[f
         letters += int((targets[:, 1:] != -100).sum())
     model.train(was_training)
     return rest / max(letters, 1), (first + rest) / max(firsts + letters, 1)
-
-
-def generator_nll(model: Generator, examples: list[tuple[str, int]]) -> float:
-    """The NLL of examples with the first letter given (`generator_nlls`): what picks the generator's best epoch."""
-    return generator_nlls(model, examples)[0]
 
 
 @torch.no_grad()
@@ -340,28 +334,39 @@ def fit_counts_share(model: Generator, train: list[tuple[str, int, float]], vali
     return {"share": share, "validation_nll_network": -float(network.mean()), "validation_nll": nll(share)}
 
 
+def each_language(dataset: Dataset, lengths: dict[str, list[int]], per_language: int,
+                  indices: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """per_language rows of each language (of indices, or all) for one batch of `model.sample`: (languages, shortest,
+    longest), so that every language is drawn at once."""
+    rows = torch.tensor(range(len(dataset.languages)) if indices is None else indices).repeat_interleave(per_language)
+    limits = torch.tensor([lengths[language] for language in dataset.languages])[rows]
+    return rows, limits[:, 0], limits[:, 1]
+
+
 def sample_quality(generator: Generator, dataset: Dataset, known: set[str], temperature: float,
                    casing: dict[str, str], lengths: dict[str, list[int]], top_k: int = 0,
                    classifier: Classifier | None = None, per_language: int = 100, seed: int = 1337) -> dict:
     """How 100 free samples per language fare: ended; novel (not in known, the names it trained on); distinct; new
     (distinct and novel); cased (in a capitalisation its language's data-set names use); and, with a classifier,
     judged as the asked language, whose mean is the classifier's balanced accuracy on invented names."""
-    rng = torch.Generator().manual_seed(seed)
+    rows, shortest, longest = each_language(dataset, lengths, per_language)
+    drawn = sample(generator, rows, [""] * len(rows), temperature, top_k, longest,
+                   torch.Generator().manual_seed(seed), shortest)
+    judged = classify(classifier, [name for name, _ in drawn]).argmax(1) if classifier is not None else None
     patterns = case_patterns(dataset)
     counts = {}
     for index, language in enumerate(dataset.languages):
-        shortest, longest = lengths[language]
-        samples = sample(generator, index, [""] * per_language, temperature, top_k, longest, rng, shortest)
-        names = [name for name, _ in samples]
+        part = slice(index * per_language, (index + 1) * per_language)
+        names = [name for name, _ in drawn[part]]
         counts[language] = {
-            "ended": sum(e for _, e in samples),
+            "ended": sum(e for _, e in drawn[part]),
             "novel": sum(n not in known for n in names),
             "distinct": len(set(names)),
             "new": len(set(names) - known),
             "cased": sum(in_shape(name, casing[language], patterns[index]) for name in names),
         }
-        if classifier is not None:
-            counts[language]["judged"] = int((classify(classifier, names).argmax(1) == index).sum())
+        if judged is not None:
+            counts[language]["judged"] = int((judged[part] == index).sum())
     # shares from whole counts, so that e.g. 1,440 novel of 1,800 is exactly 0.8
     table = {language: {key: n / per_language for key, n in row.items()} for language, row in counts.items()}
     pooled = {key: sum(row[key] for row in counts.values()) / (per_language * len(counts))
@@ -375,15 +380,16 @@ def realism(generator: Generator, dataset: Dataset, real: list[tuple[str, int]],
     """How often an invented name is a real surname: per language with at least MIN_HELD_OUT names in real (held-out
     real names: their test part for reports), the share of the distinct new names among per_language draws that are
     real surnames of that language; and their mean over those languages."""
-    rng = torch.Generator().manual_seed(seed)
+    held_out = {index: {fold(name) for name, label in real if label == index}
+                for index in range(len(dataset.languages))}
+    held_out = {index: names for index, names in held_out.items() if len(names) >= MIN_HELD_OUT}
+    rows, shortest, longest = each_language(dataset, lengths, per_language, list(held_out))
+    drawn = sample(generator, rows, [""] * len(rows), temperature, top_k, longest,
+                   torch.Generator().manual_seed(seed), shortest)
     shares = {}
-    for index, language in enumerate(dataset.languages):
-        held_out = {fold(name) for name, label in real if label == index}
-        if len(held_out) >= MIN_HELD_OUT:
-            shortest, longest = lengths[language]
-            drawn = sample(generator, index, [""] * per_language, temperature, top_k, longest, rng, shortest)
-            new = {name for name, _ in drawn} - known
-            shares[language] = len(new & held_out) / max(len(new), 1)
+    for k, (index, names) in enumerate(held_out.items()):
+        new = {name for name, _ in drawn[k * per_language:(k + 1) * per_language]} - known
+        shares[dataset.languages[index]] = len(new & names) / max(len(new), 1)
     return {"languages": shares, "mean": sum(shares.values()) / len(shares) if shares else math.nan}
 
 
@@ -427,8 +433,7 @@ def choose_sampling(generator: Generator, dataset: Dataset, real: list[tuple[str
                      "draws": 1 / max(figures["pooled"]["new"], 1e-3)})
     for row in sorted(rows, key=lambda row: -row["realism"]):
         if row["draws"] <= MAX_DRAWS:
-            row["distinct"] = request_distinct(generator, dataset, known, row["temperature"], row["top_k"], casing,
-                                               lengths)
+            row["distinct"] = request_distinct(generator, dataset, known, row["temperature"], row["top_k"], lengths)
             if row["distinct"] >= DISTINCT_SHARE:
                 break
     else:  # nothing qualifies: the most varied pair
@@ -439,14 +444,11 @@ def choose_sampling(generator: Generator, dataset: Dataset, real: list[tuple[str
 
 
 def request_distinct(generator: Generator, dataset: Dataset, known: set[str], temperature: float, top_k: int,
-                     casing: dict[str, str], lengths: dict[str, list[int]], size: int = 100, seed: int = 3) -> float:
-    """The share of a request for `size` new names, one per language, that comes back: distinct new names, pooled."""
-    found = 0
-    for index, language in enumerate(dataset.languages):
-        shortest, longest = lengths[language]
-        found += len(invent(generator, index, [""] * size, temperature, casing[language], top_k, longest,
-                            seed + index, known, shortest))
-    return found / (size * len(dataset.languages))
+                     lengths: dict[str, list[int]], size: int = 100, seed: int = 3) -> float:
+    """The share of requests for `size` new names, one per language, that comes back: distinct new names, pooled."""
+    rows, shortest, longest = each_language(dataset, lengths, size)
+    return len(invent(generator, rows, [""] * len(rows), temperature, "", top_k, longest, seed, known,
+                      shortest)) / len(rows)
 
 
 def sampling_defaults(generator: Generator, dataset: Dataset, real: list[tuple[str, int]],
@@ -469,7 +471,7 @@ def report_generator(model: Generator, dataset: Dataset, counts: dict, sampling:
     nll, nll_scored = generator_nlls(model, test)
     share = float(model.counts_share)
     model.counts_share.fill_(0)
-    alone = generator_nll(model, test)
+    alone = generator_nlls(model, test)[0]
     model.counts_share.fill_(share)
     log(f"test split NLL, nats per character with the first letter given: network alone {alone:.3f}, with the "
         f"letter counts at a share of {share:.3f} {nll:.3f} ({nll_scored:.3f} with the first letter scored too; "

@@ -300,11 +300,9 @@ def reverse_padded(letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor
 
 
 def ngram_ids(letters: torch.Tensor, lengths: torch.Tensor, buckets: int) -> torch.Tensor:
-    """Hashed ids of every name's 1- to 4-letter pieces, start and end marked (`^h`, `ton$`): (B, G).
-
-    A piece's letter codes in base 64 are spread over the buckets by a multiplicative hash;
-    pieces past a name's end get the padding id `buckets`. The whole batch at once: hashing
-    strings in Python cost more than the model."""
+    """Hashed ids of every name's 1- to 4-letter pieces, start and end marked (`^h`, `ton$`): (B, G). A piece's letter
+    codes in base 64 are spread over the buckets by a multiplicative hash; pieces past a name's end get the padding
+    id `buckets`. The whole batch at once: hashing strings in Python cost more than the model."""
     batch, width = letters.shape
     steps = torch.arange(width + 2)
     codes = torch.zeros(batch, width + 2, dtype=torch.long)  # 0 past the end
@@ -420,31 +418,30 @@ def teacher_forcing(letters: torch.Tensor, lengths: torch.Tensor) -> tuple[torch
 
 
 def _next_log_probs(model: Generator, language: torch.Tensor, history: torch.Tensor, h: torch.Tensor,
-                    letters_so_far: int, min_length: int, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+                    letters_so_far: int, min_length: int | torch.Tensor,
+                    max_length: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One generation step's log-probabilities (on the CPU) and state, with what no name may do ruled out: the start
-    token and capitals, an end before min_length letters (or none), anything but an end after max_length."""
+    token and capitals, an end before min_length letters (or none), anything but an end after max_length. The
+    lengths are one for the batch or one per row."""
     log_probs, h = model.step(language, history, h)
     log_probs = log_probs.float().cpu()
-    log_probs[:, SOS] = -math.inf
-    log_probs[:, CAPITALS] = -math.inf  # it learnt folded names: capitals are written afterwards
-    if letters_so_far < min(max(min_length, 1), max_length):
-        log_probs[:, EOS] = -math.inf
-    if letters_so_far >= max_length:
-        log_probs[:, :EOS] = -math.inf
+    log_probs[:, [SOS, *CAPITALS]] = -math.inf  # it learnt folded names: capitals are written afterwards
+    shortest, longest = torch.as_tensor(min_length), torch.as_tensor(max_length)
+    log_probs[:, EOS].masked_fill_(letters_so_far < torch.minimum(shortest.clamp(min=1), longest), -math.inf)
+    log_probs[:, :EOS].masked_fill_((letters_so_far >= longest).reshape(-1, 1), -math.inf)
     return log_probs, h
 
 
 @torch.no_grad()
-def sample(model: Generator, language: int, prefixes: list[str], temperature: float = 1.0, top_k: int = 0,
-           max_length: int = 20, rng: torch.Generator | None = None, min_length: int = 1) -> list[tuple[str, bool]]:
-    """One folded name per prefix, drawn together: (name, ended with the end token).
-
-    Each name continues from the state its prefix ("" for none) leaves; top_k > 0 draws
-    among the k likeliest next tokens only. Names are cut at max_length and none ends
-    before min_length. Draws are made on the CPU, so a seed gives the same names on any
-    device, up to its rounding."""
+def sample(model: Generator, language: int | torch.Tensor, prefixes: list[str], temperature: float = 1.0,
+           top_k: int = 0, max_length: int | torch.Tensor = 20, rng: torch.Generator | None = None,
+           min_length: int | torch.Tensor = 1) -> list[tuple[str, bool]]:
+    """One folded name per prefix, drawn together: (name, ended with the end token). Each continues from the state its
+    prefix ("" for none) leaves; top_k > 0 draws among the k likeliest next tokens only; names are cut at max_length
+    and none ends before min_length. Language and lengths: one for all, or one per prefix, so that every language can
+    share a batch. Draws are made on the CPU, so a seed gives the same names on any device, up to its rounding."""
     device, batch = device_of(model), len(prefixes)
-    language_t = torch.full((batch,), language, dtype=torch.long, device=device)
+    language_t = torch.as_tensor(language, device=device).expand(batch)
     history = torch.full((batch, 1), SOS, dtype=torch.long)  # (B, L): the tokens so far
     h = model.initial_state(batch)
     width = max(map(len, prefixes), default=0)
@@ -453,7 +450,8 @@ def sample(model: Generator, language: int, prefixes: list[str], temperature: fl
         forced[row, :len(prefix)] = torch.tensor(encode(fold(prefix)), dtype=torch.long)
     letters = []
     done = torch.zeros(batch, dtype=torch.bool)
-    for position in range(max_length + 1):  # the last step can only end the name
+    longest = int(torch.as_tensor(max_length).max())
+    for position in range(longest + 1):  # the last step can only end the name
         log_probs, h = _next_log_probs(model, language_t, history.to(device), h, position, min_length, max_length)
         logits = log_probs / temperature
         if top_k:
@@ -462,7 +460,7 @@ def sample(model: Generator, language: int, prefixes: list[str], temperature: fl
         if position < width:
             token = torch.where(forced[:, position] >= 0, forced[:, position], token)
         done |= token == EOS
-        if position == max_length or bool(done.all()):
+        if position == longest or bool(done.all()):
             break
         letters.append(torch.where(done, -1, token))
         history = torch.cat((history, token[:, None]), dim=1)
@@ -518,29 +516,34 @@ def _beam(model: Generator, language: int, prefix: str, width: int, min_length: 
     return finished
 
 
-def invent(model: Generator, language: int, prefixes: list[str], temperature: float, capital_after: str = "",
-           top_k: int = 0, max_length: int = 20, seed: int | None = None, avoid: set[str] | None = None,
-           min_length: int = 1, candidates: int = 4, rounds: int = 8) -> list[str]:
-    """One name per prefix, written as the data set writes the language, repeats avoided where possible.
-
-    Draws `candidates` per prefix in one batch and takes the first not already chosen, ended
-    names first. With avoid (folded names, e.g. the training data) a name must not be in it:
-    up to `rounds` batches are drawn, and a prefix with no such name gets none."""
+def invent(model: Generator, language: int | torch.Tensor, prefixes: list[str], temperature: float,
+           capital_after: str = "", top_k: int = 0, max_length: int | torch.Tensor = 20, seed: int | None = None,
+           avoid: set[str] | None = None, min_length: int | torch.Tensor = 1, candidates: int = 4,
+           rounds: int = 8) -> list[str]:
+    """One name per prefix, written as the data set writes the language, repeats avoided where possible: draws
+    `candidates` per prefix in one batch and takes the first not already chosen in its language, ended names first.
+    With avoid (folded names, e.g. the training data) a name must not be in it: up to `rounds` batches are drawn, and
+    a prefix with no such name gets none. Language and lengths are one for all prefixes or one each, as in `sample`."""
+    languages, shortest, longest = (torch.as_tensor(value).expand(len(prefixes))
+                                    for value in (language, min_length, max_length))
     rng = torch.Generator()
     rng.manual_seed(seed) if seed is not None else rng.seed()
     chosen: list[str | None] = [None] * len(prefixes)
+    taken: set[tuple[int, str]] = set()  # (language, name) of the names chosen so far
     for _ in range(rounds if avoid is not None else 1):
         missing = [i for i, name in enumerate(chosen) if name is None]
         if not missing:
             break
-        drawn = sample(model, language, [prefixes[i] for i in missing for _ in range(candidates)], temperature,
-                       top_k, max_length, rng, min_length)
+        rows = torch.tensor(missing).repeat_interleave(candidates)
+        drawn = sample(model, languages[rows], [prefixes[i] for i in rows], temperature, top_k, longest[rows], rng,
+                       shortest[rows])
         for k, i in enumerate(missing):
             options = [(name, ended) for name, ended in drawn[k * candidates:(k + 1) * candidates]
                        if avoid is None or name not in avoid]
-            fresh = [name for name, ended in options if name not in chosen and ended]
-            fresh = fresh or [name for name, _ in options if name not in chosen]
+            fresh = [name for name, ended in options if (int(languages[i]), name) not in taken and ended]
+            fresh = fresh or [name for name, _ in options if (int(languages[i]), name) not in taken]
             if avoid is None:
                 fresh = fresh or [drawn[k * candidates][0]]  # the model leaves no other choice
             chosen[i] = fresh[0] if fresh else None
+            taken.add((int(languages[i]), chosen[i]))
     return [write_as_data_set(name, capital_after) for name in chosen if name is not None]

@@ -26,9 +26,7 @@ def plot_losses(history: dict, path: Path, title: str) -> None:
     ax.plot(*zip(*history["train"]), label="training")
     if history["validation"]:
         ax.plot(*zip(*history["validation"]), marker="o", label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats)")
-    ax.set_title(title)
+    ax.set(xlabel="step", ylabel="loss (nats)", title=title)
     ax.legend()
     save(plt, fig, path)
 
@@ -43,9 +41,8 @@ def plot_confusion(confusion: list[list[int]], languages: list[str], path: Path)
     ticks = range(len(languages))
     ax.set_xticks(ticks, languages, rotation=90)
     ax.set_yticks(ticks, languages)
-    ax.set_xlabel("guessed language")
-    ax.set_ylabel("true language")
-    ax.set_title("Classifier confusion on the test split (rows sum to 1)")
+    ax.set(xlabel="guessed language", ylabel="true language",
+           title="Classifier confusion on the test split (rows sum to 1)")
     save(plt, fig, path)
 
 

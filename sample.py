@@ -59,10 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         request = sample_request(checkpoint, args.language, args.start_letters, args.prefix, args.n,
                                  args.temperature, args.top_k, args.seed, beam, not args.known, args.max_length)
         answer = invented(model, checkpoint, request)
-        if request.beam:
-            print("\n".join(f"({log_prob:.2f}) {name}" for log_prob, name in answer["names"]))
-        else:
-            print("\n".join(answer["names"]))
+        print("\n".join(f"({name[0]:.2f}) {name[1]}" if request.beam else name for name in answer["names"]))
         if "note" in answer:
             print(f"note: {answer['note']}", file=sys.stderr)
         return 0

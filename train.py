@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, SPLIT_RULE, ArgumentParser, DataError, Dataset, Example,
                   class_weights, classifier_examples, draw_share, generator_examples, in_split, length_batches,
                   load_training_data)
-from evaluate import (calibrate_classifier, classifier_score, fit_counts_share, generator_nll, report_classifier,
+from evaluate import (calibrate_classifier, classifier_score, fit_counts_share, generator_nlls, report_classifier,
                       report_generator, sampling_defaults)
 from model import (CHECKPOINT_DIR, N_TOKENS, Classifier, Generator, add_device_argument, arguments_for,
                    generator_batch, make_checkpoint, save_checkpoint, writable_folder)
@@ -176,7 +176,7 @@ def train_generator(dataset: Dataset, real: list[tuple[str, int]], settings: dic
         return (per_letter * weights).sum() / weights.sum(), ""
 
     def validate():
-        nll = generator_nll(model, validation)
+        nll = generator_nlls(model, validation)[0]  # with the first letter given, as the tutorial's generator
         return -nll, nll, f"validation NLL {nll:.4f} nats/char"
 
     history = fit(model.train(), train, loss_of, validate, settings["epochs"], settings["lr"], settings["batch_size"],

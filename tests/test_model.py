@@ -10,7 +10,7 @@ from answers import NearestNames, answers, explanations, log_odds
 from counts import LetterCounts
 from data import (ALPHABET, LETTER_INDEX, Dataset, case_pattern, learn_casing, learn_lengths, pad_batch,
                   write_as_data_set)
-from evaluate import fit_counts_share, generator_nll, generator_nlls, scored_batches
+from evaluate import fit_counts_share, generator_nlls, scored_batches
 from helpers import mix_in_counts
 from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, RNNCell, classify, beam_search,
                    generator_batch, invent, ngram_ids, load_checkpoint, load_model, sample, save_checkpoint, unroll,
@@ -135,13 +135,13 @@ def test_the_counts_share_is_fitted_to_lower_the_nll_of_the_names_it_is_fitted_o
     fitted = fit_counts_share(model, counted, examples)
     share, mixed = fitted["share"], fitted["validation_nll"]
     assert float(model.counts_share) == pytest.approx(share) and 0 < share < 1  # the share fitted is the one used
-    assert mixed == pytest.approx(generator_nll(model, examples), rel=1e-6)
+    assert mixed == pytest.approx(generator_nlls(model, examples)[0], rel=1e-6)
     model.counts_share.fill_(0)
-    alone = generator_nll(model, examples)
+    alone = generator_nlls(model, examples)[0]
     assert fitted["validation_nll_network"] == pytest.approx(alone, rel=1e-6) and alone > mixed
     for other in (share / 2, (1 + share) / 2):  # no other share does better on these names
         model.counts_share.fill_(other)
-        assert generator_nll(model, examples) > mixed
+        assert generator_nlls(model, examples)[0] > mixed
 
 
 def test_both_held_out_nlls_from_one_pass_equal_each_computed_on_its_own():
@@ -205,6 +205,36 @@ def test_each_name_is_drawn_from_its_own_state_whatever_else_is_in_the_batch():
     alone = [sample(model, 3, [prefix], 1.0, top_k=1, max_length=12)[0] for prefix in prefixes]
     assert together == alone
     assert len({len(name) for name, _ in together}) > 2  # names ended at different steps, one near the end
+
+
+def test_one_batch_of_many_languages_draws_each_row_as_its_own_language_would():
+    """Greedy draws with a language and lengths per row equal each language's own batch."""
+    model = make_generator()
+    with torch.no_grad():
+        model.o2o.bias[EOS] += 1.0
+    inputs, targets = generator_batch(["kim", "kovacs", "abe", "mori", "ali"])  # letter counts mixed in, per language
+    model.counts.fill(torch.tensor([3, 3, 0, 1, 2]), inputs, targets, torch.ones(5))
+    model.counts_share.fill_(0.4)
+    languages, shortest, longest = torch.tensor([0, 3, 1, 3, 2]), torch.tensor([1, 4, 2, 1, 6]), torch.tensor(
+        [9, 5, 12, 3, 8])
+    prefixes = ["", "k", "", "mo", "a"]
+    together = sample(model, languages, prefixes, 1.0, 1, longest, min_length=shortest)
+    alone = [sample(model, int(languages[i]), [prefix], 1.0, 1, int(longest[i]), min_length=int(shortest[i]))[0]
+             for i, prefix in enumerate(prefixes)]
+    assert together == alone
+    assert all(int(low) <= len(name) <= int(high) for (name, _), low, high in zip(together, shortest, longest))
+
+
+def test_invent_keeps_names_apart_within_a_language_only():
+    """A model deaf to the language draws the same greedy name in each: a request of many languages gets it once per
+    language, and a second prefix of one language finds no other."""
+    model = make_generator()
+    with torch.no_grad():
+        model.i2h_language.weight.zero_()
+        model.i2o_language.weight.zero_()
+    greedy = beam_search(model, 0, "o'", 1, max_length=12)[0][0]
+    names = invent(model, torch.tensor([2, 0, 0]), ["o'"] * 3, 1.0, "'", 1, 12, seed=0, avoid=set())
+    assert names == [write_as_data_set(greedy, "'")] * 2
 
 
 def test_invent_avoids_repeats_and_writes_names_as_the_data_set_does():
