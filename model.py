@@ -417,18 +417,15 @@ def teacher_forcing(letters: torch.Tensor, lengths: torch.Tensor) -> tuple[torch
     return inputs, targets
 
 
-def _next_log_probs(model: Generator, language: torch.Tensor, history: torch.Tensor, h: torch.Tensor,
-                    letters_so_far: int, min_length: int | torch.Tensor,
-                    max_length: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _next_log_probs(model: Generator, language: torch.Tensor, history: torch.Tensor, h: torch.Tensor, position: int,
+                    min_length: torch.Tensor, max_length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One generation step's log-probabilities (on the CPU) and state, with what no name may do ruled out: the start
-    token and capitals, an end before min_length letters (or none), anything but an end after max_length. The
-    lengths are one for the batch or one per row."""
+    token and capitals, an end before min_length letters (or none), anything but an end after max_length (per row)."""
     log_probs, h = model.step(language, history, h)
     log_probs = log_probs.float().cpu()
     log_probs[:, [SOS, *CAPITALS]] = -math.inf  # it learnt folded names: capitals are written afterwards
-    shortest, longest = torch.as_tensor(min_length), torch.as_tensor(max_length)
-    log_probs[:, EOS].masked_fill_(letters_so_far < torch.minimum(shortest.clamp(min=1), longest), -math.inf)
-    log_probs[:, :EOS].masked_fill_((letters_so_far >= longest).reshape(-1, 1), -math.inf)
+    log_probs[:, EOS].masked_fill_(position < torch.minimum(min_length.clamp(min=1), max_length), -math.inf)
+    log_probs[:, :EOS].masked_fill_((position >= max_length).reshape(-1, 1), -math.inf)
     return log_probs, h
 
 
@@ -441,7 +438,7 @@ def sample(model: Generator, language: int | torch.Tensor, prefixes: list[str], 
     and none ends before min_length. Language and lengths: one for all, or one per prefix, so that every language can
     share a batch. Draws are made on the CPU, so a seed gives the same names on any device, up to its rounding."""
     device, batch = device_of(model), len(prefixes)
-    language_t = torch.as_tensor(language, device=device).expand(batch)
+    language, shortest, longest = (torch.as_tensor(value).expand(batch) for value in (language, min_length, max_length))
     history = torch.full((batch, 1), SOS, dtype=torch.long)  # (B, L): the tokens so far
     h = model.initial_state(batch)
     width = max(map(len, prefixes), default=0)
@@ -450,17 +447,20 @@ def sample(model: Generator, language: int | torch.Tensor, prefixes: list[str], 
         forced[row, :len(prefix)] = torch.tensor(encode(fold(prefix)), dtype=torch.long)
     letters = []
     done = torch.zeros(batch, dtype=torch.bool)
-    longest = int(torch.as_tensor(max_length).max())
-    for position in range(longest + 1):  # the last step can only end the name
-        log_probs, h = _next_log_probs(model, language_t, history.to(device), h, position, min_length, max_length)
+    last = int(longest.max()) if batch else 0  # the last step can only end the name
+    for position in range(last + 1):
+        live = (~done).nonzero()[:, 0]  # only the names still being written take a step
+        log_probs, h[live.to(device)] = _next_log_probs(model, language[live].to(device), history[live].to(device),
+                                                        h[live.to(device)], position, shortest[live], longest[live])
         logits = log_probs / temperature
         if top_k:
             logits = logits.masked_fill(logits < logits.topk(top_k, dim=1).values[:, -1:], -math.inf)
-        token = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=rng)[:, 0]
+        token = torch.full((batch,), -1)
+        token[live] = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=rng)[:, 0]
         if position < width:
             token = torch.where(forced[:, position] >= 0, forced[:, position], token)
         done |= token == EOS
-        if position == longest or bool(done.all()):
+        if position == last or bool(done.all()):
             break
         letters.append(torch.where(done, -1, token))
         history = torch.cat((history, token[:, None]), dim=1)
@@ -493,7 +493,7 @@ def _beam(model: Generator, language: int, prefix: str, width: int, min_length: 
     finished: dict[str, float] = {}
     while alive:
         log_probs, h = _next_log_probs(model, torch.full((len(alive),), language, device=device), history, h,
-                                       len(alive[0]), min_length, max_length)
+                                       len(alive[0]), torch.tensor(min_length), torch.tensor(max_length))
         totals = scores[:, None] + log_probs  # (A, N)
         values, flat = totals.flatten().topk(min(2 * width, totals.numel()))
         keep, next_scores, next_tokens = [], [], []
