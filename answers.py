@@ -108,8 +108,8 @@ def invented(model: Generator, checkpoint: dict, request: SampleRequest) -> dict
                                                    shortest)]
         return {"language": language, "names": names}
     avoid = set(checkpoint["known_names"]) if request.novel else None
-    names = invent(model, request.language, request.prefixes, request.temperature, capital_after, request.top_k,
-                   max_length, request.seed, avoid, shortest)
+    names = [name for name in invent(model, request.language, request.prefixes, request.temperature, capital_after,
+                                     request.top_k, max_length, request.seed, avoid, shortest) if name is not None]
     answer = {"language": language, "names": names}
     if len(names) < len(request.prefixes):
         answer["note"] = (f"only {len(names)} of {len(request.prefixes)} names are new to the data set: "

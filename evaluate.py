@@ -447,8 +447,8 @@ def request_distinct(generator: Generator, dataset: Dataset, known: set[str], te
                      lengths: dict[str, list[int]], size: int = 100, seed: int = 3) -> float:
     """The share of requests for `size` new names, one per language, that comes back: distinct new names, pooled."""
     rows, shortest, longest = each_language(dataset, lengths, size)
-    return len(invent(generator, rows, [""] * len(rows), temperature, "", top_k, longest, seed, known,
-                      shortest)) / len(rows)
+    names = invent(generator, rows, [""] * len(rows), temperature, "", top_k, longest, seed, known, shortest)
+    return sum(name is not None for name in names) / len(rows)
 
 
 def sampling_defaults(generator: Generator, dataset: Dataset, real: list[tuple[str, int]],
@@ -476,11 +476,11 @@ def report_generator(model: Generator, dataset: Dataset, counts: dict, sampling:
     log(f"test split NLL, nats per character with the first letter given: network alone {alone:.3f}, with the "
         f"letter counts at a share of {share:.3f} {nll:.3f} ({nll_scored:.3f} with the first letter scored too; "
         f"uniform guessing {math.log(N_TOKENS - 1):.3f})")
-    temperature, top_k, lengths = sampling["temperature"], sampling["top_k"], sampling["lengths"]
-    log(f"new names at the default sampling temperature {temperature:.2f} and top-k {top_k}:")
+    log(f"new names at the default sampling temperature {sampling['temperature']:.2f} and top-k {sampling['top_k']}:")
+    rows, shortest, longest = each_language(dataset, sampling["lengths"], 4)
+    names = invent(model, rows, [""] * len(rows), sampling["temperature"], [sampling["casing"][dataset.languages[row]]
+                   for row in rows], sampling["top_k"], longest, seed, set(sampling["known_names"]), shortest)
     for index, language in enumerate(dataset.languages):
-        names = invent(model, index, [""] * 4, temperature, sampling["casing"][language], top_k, lengths[language][1],
-                       seed + index, set(sampling["known_names"]), lengths[language][0])
-        log(f"  {language}: {', '.join(names)}")
+        log(f"  {language}: {', '.join(filter(None, names[4 * index:4 * index + 4]))}")
     return {"metrics": {"test_nll": nll, "test_nll_first_letter_scored": nll_scored, "test_nll_network": alone,
                         **counts}}

@@ -517,13 +517,13 @@ def _beam(model: Generator, language: int, prefix: str, width: int, min_length: 
 
 
 def invent(model: Generator, language: int | torch.Tensor, prefixes: list[str], temperature: float,
-           capital_after: str = "", top_k: int = 0, max_length: int | torch.Tensor = 20, seed: int | None = None,
-           avoid: set[str] | None = None, min_length: int | torch.Tensor = 1, candidates: int = 4,
-           rounds: int = 8) -> list[str]:
+           capital_after: str | list[str] = "", top_k: int = 0, max_length: int | torch.Tensor = 20,
+           seed: int | None = None, avoid: set[str] | None = None, min_length: int | torch.Tensor = 1,
+           candidates: int = 4, rounds: int = 8) -> list[str | None]:
     """One name per prefix, written as the data set writes the language, repeats avoided where possible: draws
     `candidates` per prefix in one batch and takes the first not already chosen in its language, ended names first.
     With avoid (folded names, e.g. the training data) a name must not be in it: up to `rounds` batches are drawn, and
-    a prefix with no such name gets none. Language and lengths are one for all prefixes or one each, as in `sample`."""
+    a prefix with no such name gets None. Language, lengths and casing are one for all prefixes or one each."""
     languages, shortest, longest = (torch.as_tensor(value).expand(len(prefixes))
                                     for value in (language, min_length, max_length))
     rng = torch.Generator()
@@ -542,8 +542,8 @@ def invent(model: Generator, language: int | torch.Tensor, prefixes: list[str], 
                        if avoid is None or name not in avoid]
             fresh = [name for name, ended in options if (int(languages[i]), name) not in taken and ended]
             fresh = fresh or [name for name, _ in options if (int(languages[i]), name) not in taken]
-            if avoid is None:
-                fresh = fresh or [drawn[k * candidates][0]]  # the model leaves no other choice
+            fresh = fresh or ([drawn[k * candidates][0]] if avoid is None else [])  # no other choice: a repeat
             chosen[i] = fresh[0] if fresh else None
             taken.add((int(languages[i]), chosen[i]))
-    return [write_as_data_set(name, capital_after) for name in chosen if name is not None]
+    casings = [capital_after] * len(prefixes) if isinstance(capital_after, str) else capital_after
+    return [None if name is None else write_as_data_set(name, casing) for name, casing in zip(chosen, casings)]

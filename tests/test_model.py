@@ -234,7 +234,7 @@ def test_invent_keeps_names_apart_within_a_language_only():
         model.i2o_language.weight.zero_()
     greedy = beam_search(model, 0, "o'", 1, max_length=12)[0][0]
     names = invent(model, torch.tensor([2, 0, 0]), ["o'"] * 3, 1.0, "'", 1, 12, seed=0, avoid=set())
-    assert names == [write_as_data_set(greedy, "'")] * 2
+    assert names == [write_as_data_set(greedy, "'")] * 2 + [None]
 
 
 def test_invent_avoids_repeats_and_writes_names_as_the_data_set_does():
@@ -244,6 +244,8 @@ def test_invent_avoids_repeats_and_writes_names_as_the_data_set_does():
     for name in invent(model, 1, ["o'"] * 5, 1.5, capital_after="'", seed=1):
         assert name.startswith("O'")
         assert all(c.isupper() == (i == 0 or name[i - 1] == "'") for i, c in enumerate(name) if c.isalpha())
+    mixed = invent(model, torch.tensor([1, 1]), ["o'", "o'"], 1.5, ["'", ""], seed=1)  # a casing per prefix
+    assert mixed[0][2].isupper() and mixed[1][2].islower()
 
 
 def test_novel_names_avoid_the_known_ones_and_come_back_fewer_when_there_are_none():
@@ -251,9 +253,9 @@ def test_novel_names_avoid_the_known_ones_and_come_back_fewer_when_there_are_non
     plenty = invent(model, 0, [""] * 5, 1.0, seed=0)
     avoid = {plenty[0].lower(), plenty[1].lower()}
     novel = invent(model, 0, [""] * 5, 1.0, seed=0, avoid=avoid)
-    assert len(novel) == 5 and not {name.lower() for name in novel} & avoid
+    assert None not in novel and not {name.lower() for name in novel} & avoid
     every_one_letter_name = set(ALPHABET.lower())
-    assert invent(model, 0, [""] * 3, 1.0, max_length=1, seed=0, avoid=every_one_letter_name) == []
+    assert invent(model, 0, [""] * 3, 1.0, max_length=1, seed=0, avoid=every_one_letter_name) == [None] * 3
 
 
 @pytest.mark.parametrize("language", range(4))
