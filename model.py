@@ -542,7 +542,7 @@ def invent(model: Generator, language: int | torch.Tensor, prefixes: list[str], 
                        if avoid is None or name not in avoid]
             fresh = [name for name, ended in options if (int(languages[i]), name) not in taken and ended]
             fresh = fresh or [name for name, _ in options if (int(languages[i]), name) not in taken]
-            fresh = fresh or ([drawn[k * candidates][0]] if avoid is None else [])  # no other choice: a repeat
+            fresh = fresh or ([drawn[k * candidates][0]] if avoid is None else [])  # the model leaves no other choice
             chosen[i] = fresh[0] if fresh else None
             taken.add((int(languages[i]), chosen[i]))
     casings = [capital_after] * len(prefixes) if isinstance(capital_after, str) else capital_after
