@@ -30,9 +30,8 @@ MIN_NAMES_FOR_RECALL = 40  # languages with fewer held-out real names are too no
 def scores(truth: list[int], guesses: list[int], n_labels: int) -> dict:
     """Accuracy, macro-F1, balanced accuracy and per-label precision, recall, F1 and support; labels absent from truth
     count in neither mean, having no recall to average."""
-    confusion = torch.zeros(n_labels, n_labels, dtype=torch.long)
-    for t, g in zip(truth, guesses):
-        confusion[t, g] += 1
+    pairs = torch.tensor(truth, dtype=torch.long) * n_labels + torch.tensor(guesses, dtype=torch.long)
+    confusion = torch.bincount(pairs, minlength=n_labels * n_labels).reshape(n_labels, n_labels)
     correct = confusion.diag().double()
     support = confusion.sum(1).double()
     predicted = confusion.sum(0).double()

@@ -194,10 +194,10 @@ class GRUCell(nn.Module):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """x (B, 3H) the input's projections for the reset, update and candidate parts; h (B, H)."""
-        hidden = h.shape[-1]
-        h_proj = self.h2h(h)
-        reset, update = torch.sigmoid(x[:, :2 * hidden] + h_proj[:, :2 * hidden]).chunk(2, dim=-1)
-        candidate = torch.tanh(x[:, 2 * hidden:] + reset * h_proj[:, 2 * hidden:])
+        x_gates, x_candidate = x.split(2 * h.shape[-1], dim=-1)  # split, not slices: one kernel in backward
+        h_gates, h_candidate = self.h2h(h).split(2 * h.shape[-1], dim=-1)
+        reset, update = torch.sigmoid(x_gates + h_gates).chunk(2, dim=-1)
+        candidate = torch.tanh(x_candidate + reset * h_candidate)
         return candidate + update * (h - candidate)
 
 
