@@ -273,9 +273,9 @@ def class_weights(examples: list[Example], data_set_labels: list[int], n_labels:
     """Per-language loss weights: each language's total weight is the square root of its data-set count, so small
     languages count without giving up much accuracy on the large ones. Real names are left out of the count: 7,000
     Dutch ones teach what Dutch looks like, not that most names are Dutch."""
-    weighted = torch.zeros(n_labels, dtype=torch.double)
-    for _, label, weight in examples:
-        weighted[label] += weight
+    labels = torch.tensor([label for _, label, _ in examples], dtype=torch.long)
+    example_weights = torch.tensor([weight for _, _, weight in examples], dtype=torch.double)
+    weighted = torch.zeros(n_labels, dtype=torch.double).index_add_(0, labels, example_weights)
     data_set = torch.bincount(torch.tensor(data_set_labels, dtype=torch.long), minlength=n_labels).double()
     weights = data_set.clamp(min=1) ** 0.5 / weighted.clamp(min=1e-3)
     return (weights / (weights * weighted).sum() * weighted.sum()).float()
