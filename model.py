@@ -441,10 +441,9 @@ def sample(model: Generator, language: int | torch.Tensor, prefixes: list[str], 
     language, shortest, longest = (torch.as_tensor(value).expand(batch) for value in (language, min_length, max_length))
     history = torch.full((batch, 1), SOS, dtype=torch.long)  # (B, L): the tokens so far
     h = model.initial_state(batch)
-    width = max(map(len, prefixes), default=0)
-    forced = torch.full((batch, width), -1, dtype=torch.long)  # (B, P): prefix letters, -1 where free
-    for row, prefix in enumerate(prefixes):
-        forced[row, :len(prefix)] = torch.tensor(encode(fold(prefix)), dtype=torch.long)
+    codes = [encode(fold(prefix)) for prefix in prefixes]
+    width = max(map(len, codes), default=0)  # forced (B, P): prefix letters, -1 where free
+    forced = torch.tensor([row + [-1] * (width - len(row)) for row in codes], dtype=torch.long).reshape(batch, width)
     letters = []
     done = torch.zeros(batch, dtype=torch.bool)
     last = int(longest.max()) if batch else 0  # the last step can only end the name
