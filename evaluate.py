@@ -480,6 +480,6 @@ def report_generator(model: Generator, dataset: Dataset, counts: dict, sampling:
     names = invent(model, rows, [""] * len(rows), sampling["temperature"], [sampling["casing"][dataset.languages[row]]
                    for row in rows], sampling["top_k"], longest, seed, set(sampling["known_names"]), shortest)
     for index, language in enumerate(dataset.languages):
-        log(f"  {language}: {', '.join(name for name, row in zip(names, rows) if row == index and name)}")
+        log(f"  {language}: {', '.join(name for name, row in zip(names, rows.tolist()) if row == index and name)}")
     return {"metrics": {"test_nll": nll, "test_nll_first_letter_scored": nll_scored, "test_nll_network": alone,
                         **counts}}

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from counts import LetterCounts
-from data import ALPHABET, LETTER_INDEX, DataError, encode, fold, pad_batch, write_as_data_set
+from data import ALPHABET, LETTER_INDEX, DataError, fold, pad_batch, write_as_data_set
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 CLASSIFIER_PATH = CHECKPOINT_DIR / "classifier.pt"
@@ -194,8 +194,9 @@ class GRUCell(nn.Module):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """x (B, 3H) the input's projections for the reset, update and candidate parts; h (B, H)."""
-        x_gates, x_candidate = x.split(2 * h.shape[-1], dim=-1)  # split, not slices: one kernel in backward
-        h_gates, h_candidate = self.h2h(h).split(2 * h.shape[-1], dim=-1)
+        hidden = h.shape[-1]
+        x_gates, x_candidate = x.split(2 * hidden, dim=-1)  # split, not slices: one kernel in backward
+        h_gates, h_candidate = self.h2h(h).split(2 * hidden, dim=-1)
         reset, update = torch.sigmoid(x_gates + h_gates).chunk(2, dim=-1)
         candidate = torch.tanh(x_candidate + reset * h_candidate)
         return candidate + update * (h - candidate)
@@ -441,9 +442,9 @@ def sample(model: Generator, language: int | torch.Tensor, prefixes: list[str], 
     language, shortest, longest = (torch.as_tensor(value).expand(batch) for value in (language, min_length, max_length))
     history = torch.full((batch, 1), SOS, dtype=torch.long)  # (B, L): the tokens so far
     h = model.initial_state(batch)
-    codes = [encode(fold(prefix)) for prefix in prefixes]
-    width = max(map(len, codes), default=0)  # forced (B, P): prefix letters, -1 where free
-    forced = torch.tensor([row + [-1] * (width - len(row)) for row in codes], dtype=torch.long).reshape(batch, width)
+    forced, given = pad_batch([fold(prefix) for prefix in prefixes])  # (B, P): prefix letters, -1 where free
+    width = forced.shape[1]
+    forced = forced.masked_fill(torch.arange(width) >= given[:, None], -1)
     letters = []
     done = torch.zeros(batch, dtype=torch.bool)
     last = int(longest.max()) if batch else 0  # the last step can only end the name
@@ -541,7 +542,8 @@ def invent(model: Generator, language: int | torch.Tensor, prefixes: list[str], 
                        if avoid is None or name not in avoid]
             fresh = [name for name, ended in options if (int(languages[i]), name) not in taken and ended]
             fresh = fresh or [name for name, _ in options if (int(languages[i]), name) not in taken]
-            fresh = fresh or ([drawn[k * candidates][0]] if avoid is None else [])  # the model leaves no other choice
+            if avoid is None:
+                fresh = fresh or [drawn[k * candidates][0]]  # the model leaves no other choice
             chosen[i] = fresh[0] if fresh else None
             taken.add((int(languages[i]), chosen[i]))
     casings = [capital_after] * len(prefixes) if isinstance(capital_after, str) else capital_after
