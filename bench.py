@@ -3,6 +3,7 @@
     python bench.py                              # trains the defaults afresh in a temporary folder and times it
     python bench.py --checkpoints checkpoints    # measures trained checkpoints; skips the training time
     python bench.py --device cuda                # train and answer on a GPU
+    python bench.py --ladder                     # every rung from the tutorials' RNNs up: docs/ladder.md
 
 Prints figures and verdicts; it never fails on a missed target.
 """
@@ -10,8 +11,12 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import inspect
 import json
+import multiprocessing
+import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,12 +26,17 @@ from pathlib import Path
 from urllib.parse import quote
 
 import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from answers import NearestNames, explanations
-from data import classifier_examples, in_split, load_dataset, load_real_names
-from evaluate import evaluate_classifier, realism, report_classifier, request_distinct, sample_quality
-from model import add_device_argument, build, load_checkpoint
+from data import classifier_examples, in_split, load_dataset, load_real_names, load_training_data
+from evaluate import (case_agreement, evaluate_classifier, generator_nlls, realism, report_classifier,
+                      request_distinct, sample_quality, selection_score)
+from fitting import fit_classifier, fit_generator
+from model import Classifier, add_device_argument, build, load_checkpoint
 from server import CACHE_SIZE
+from train import CLASSIFIER, GENERATOR
 
 ROOT = Path(__file__).resolve().parent
 
@@ -192,13 +202,248 @@ def server_figures(dataset, checkpoints: Path, device: str) -> None:
         server.wait(timeout=10)
 
 
+# ----------------------------------------------------------------------------- the ladder
+# From the tutorials' RNNs to the shipped models, one change a rung: (what the rung adds, the settings it changes from
+# the rung above, the validation figure it exists for). The last rung of each is train.py's defaults.
+TUTORIAL_CLASSIFIER = dict(cell="tutorial", directions=1, one_case=False, balance=False, dropout=0.0,
+                           letter_dropout=0.0, real_weight=0.0, count_order=0, calibrate=False)
+CLASSIFIER_RUNGS = [
+    ("the tutorial's RNN, batched", TUTORIAL_CLASSIFIER, "accuracy"),
+    ("GRU cell", dict(cell="gru"), "accuracy"),
+    ("both directions", dict(directions=2), "accuracy"),
+    ("one letter case", dict(one_case=True), "any_case"),
+    ("language weights", dict(balance=True), "balanced"),
+    ("dropout and hidden letters", dict(dropout=0.5, letter_dropout=0.1), "score"),
+    ("real surnames from mimesis", dict(real_weight=0.3), "real"),
+    ("letter counts", dict(count_order=5), "score"),
+    ("calibration", dict(calibrate=True), "ece"),
+]
+CLASSIFIER_BESIDE = [  # one change from a rung, off the main line: (what, the rung it changes, settings, figure)
+    ("tanh around the tutorial's cell", 0, dict(cell="rnn"), "accuracy"),
+    ("hashed letter n-grams", 7, dict(ngram_buckets=65536), "score"),
+    ("`nn.GRU` for the hand-built GRU cells", 8, dict(torch_gru=True), "seconds"),
+]
+GENERATOR_RUNGS = [
+    ("the tutorial's generator, batched (first letter given)", dict(cell="tutorial", start_token=False, real_weight=0.0,
+                                                                    count_order=0, sampling_defaults=False), "nll"),
+    ("GRU cell", dict(cell="gru"), "nll"),
+    ("start token: it chooses first letters", dict(start_token=True), "realism"),
+    ("real surnames from mimesis", dict(real_weight=0.15), "realism"),
+    ("letter counts", dict(count_order=6), "nll"),
+    ("sampling defaults", dict(sampling_defaults=True), "realism"),
+]
+AFTER_TRAINING = {"classifier": ("count_order", "calibrate"), "generator": ("count_order", "sampling_defaults")}
+LOWER_IS_BETTER = {"ece", "real_ece", "nll", "seconds"}
+COLUMNS = {  # per model and split: (figure, heading)
+    "classifier": [("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("balanced", "balanced"),
+                   ("real", "real recall"), ("ece", "ECE"), ("real_ece", "real ECE"), ("any_case", "any case"),
+                   ("score", "score")],
+    "generator": [("nll", "NLL"), ("realism", "realism"), ("new", "new draws")],
+}
+WORKER: dict = {}
+
+
+class TorchGRUClassifier(Classifier):
+    """The classifier with one bidirectional `nn.GRU` in place of its hand-built cells: the same maths (the tests
+    compare the cells), fed one-hot letters, a hidden letter all zeros; for the ladder's speed row."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        del self.i2h, self.cells
+        self.gru = torch.nn.GRU(self.n_letters, self.hidden_size, batch_first=True, bidirectional=True)
+
+    __signature__ = inspect.signature(Classifier)  # the settings train.py passes on are the classifier's
+
+    def state(self, letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if self.training and self.letter_dropout:
+            letters = letters.masked_fill(torch.rand(letters.shape, device=letters.device) < self.letter_dropout,
+                                          self.n_letters)
+        one_hot = F.one_hot(letters, self.n_letters + 1)[..., :self.n_letters].float()
+        packed = pack_padded_sequence(one_hot, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        return torch.cat(tuple(self.gru(packed)[1]), dim=1)
+
+
+def start_worker(steps: int | None) -> None:
+    torch.set_num_threads(1)
+    WORKER.update(data=load_training_data(), steps=steps)
+
+
+def rung_job(kind: str, settings: dict, seed: int, variants: list[tuple]) -> tuple[dict, ...]:
+    """Train one rung's network (with seed, on one thread) and measure it under each variant of what is fitted after
+    training: {"validation": figures, "test": figures, "seconds": training seconds} per variant."""
+    import train
+    dataset, real = WORKER["data"]
+    train.Classifier = TorchGRUClassifier if settings.get("torch_gru") else Classifier
+    torch.manual_seed(seed)
+    trainer = train.train_classifier if kind == "classifier" else train.train_generator
+    model, history = trainer(dataset, real, settings, torch.device("cpu"), seed, WORKER.get("steps"), log=str)
+    results = []
+    for counts, after in variants:
+        if kind == "classifier":
+            fit_classifier(model, history["examples"], dataset.split("validation"), in_split(real, "validation"),
+                           counts > 0, after)
+            figures = {split: classifier_rung_figures(model, dataset, real, split) for split in ("validation", "test")}
+        else:
+            fitted = fit_generator(model, dataset, real, history["examples"], counts > 0, after, log=str)
+            figures = {split: generator_rung_figures(model, dataset, real, fitted, split)
+                       for split in ("validation", "test")}
+        results.append({**figures, "seconds": history["seconds"]})
+    return tuple(results)
+
+
+def classifier_rung_figures(model: Classifier, dataset, real: list, split: str) -> dict:
+    n_labels = len(dataset.languages)
+    names = dataset.split(split)
+    data_set = evaluate_classifier(model, names, n_labels)
+    reals = evaluate_classifier(model, in_split(real, split), n_labels)
+    return {"accuracy": data_set["accuracy"], "macro_f1": data_set["macro_f1"],
+            "balanced": data_set["balanced_accuracy"], "real": reals["mean_recall"], "ece": data_set["ece"],
+            "real_ece": reals["ece"], "any_case": case_agreement(model, [name for name, _ in names]),
+            "score": selection_score(data_set, reals["mean_recall"])}
+
+
+def generator_rung_figures(model, dataset, real: list, fitted: dict, split: str) -> dict:
+    known, temperature, top_k, lengths = (fitted[key] for key in ("known_names", "temperature", "top_k", "lengths"))
+    known = set(known)
+    found = realism(model, dataset, in_split(real, split), known, temperature, top_k, lengths)
+    quality = sample_quality(model, dataset, known, temperature, fitted["casing"], lengths, top_k)
+    return {"nll": generator_nlls(model, dataset.split(split))[0], "realism": found["mean"],
+            "new": quality["pooled"]["new"]}
+
+
+def ladder_rows(kind: str) -> list[tuple[str, int | None, dict, str]]:
+    """(what, the rung it builds on, its whole settings, the figure it is for): the main line, then the rows beside."""
+    settings = dict(CLASSIFIER if kind == "classifier" else GENERATOR)
+    rows = []
+    for index, (what, changes, figure) in enumerate(CLASSIFIER_RUNGS if kind == "classifier" else GENERATOR_RUNGS):
+        settings = {**settings, **changes}
+        rows.append((what, index - 1 if index else None, settings, figure))
+    assert settings == (CLASSIFIER if kind == "classifier" else GENERATOR), "the last rung must be train.py's defaults"
+    for what, base, changes, figure in CLASSIFIER_BESIDE if kind == "classifier" else []:
+        rows.append((what, base, {**rows[base][2], **changes}, figure))
+    return rows
+
+
+def run_ladder(seeds: list[int], steps: int | None) -> dict[str, list[list[dict]]]:
+    """Every row's figures for every seed, rungs side by side in processes of one thread each. A network is trained
+    once for all the rows that differ only in what is fitted after training."""
+    jobs: dict[tuple, list[int]] = {}  # (kind, training settings, seed) -> the rows it serves
+    rows = {kind: ladder_rows(kind) for kind in AFTER_TRAINING}
+    for kind, kind_rows in rows.items():
+        for row, (_, _, settings, _) in enumerate(kind_rows):
+            trained = {k: v for k, v in settings.items() if k not in AFTER_TRAINING[kind]}
+            for seed in seeds:
+                jobs.setdefault((kind, tuple(sorted(trained.items())), seed), []).append(row)
+    figures = {kind: [[{} for _ in seeds] for _ in kind_rows] for kind, kind_rows in rows.items()}
+    with multiprocessing.get_context("spawn").Pool(2, initializer=start_worker, initargs=(steps,)) as pool:
+        pending = {}
+        for (kind, trained, seed), served in jobs.items():
+            variants = [tuple(rows[kind][row][2][key] for key in AFTER_TRAINING[kind]) for row in served]
+            settings = {**dict(trained), "count_order": max(count for count, _ in variants)}
+            pending[(kind, trained, seed)] = pool.apply_async(rung_job, (kind, settings, seed, variants))
+        for (kind, trained, seed), result in pending.items():
+            for row, measured in zip(jobs[(kind, trained, seed)], result.get()):
+                figures[kind][row][seeds.index(seed)] = measured
+                print(f"{kind} row {row} ({rows[kind][row][0]}), seed {seed}: {measured}", flush=True)
+    return figures
+
+
+LADDER_TEXT = """# The ladder: from the tutorials' RNNs to the shipped models
+
+Written by `{command}` on {machine}: every row trained with seeds {seeds}, one CPU thread each,
+two rows side by side. Each rung is one change from the rung above it; a row beside the ladder is
+one change from the rung it names. Figures are the mean ± the standard deviation over the seeds.
+Choices are made on validation names; test names are only reported. An extra stays only where
+its rung moves the validation figure it exists for (**bold**) by more than the larger of the
+two rows' spreads; the verdict column says which did. Features a user sees (one answer in any
+letter case, calibrated probabilities) stay whatever they buy: the table shows what they cost.
+
+What every rung, rung 0 included, changes from the tutorials, and why:
+- Batches of names of similar length, one time step at a time, with Adam, a cosine learning
+  rate, gradient clipping and the best epoch on validation kept, in place of plain SGD on one
+  random name at a time: the same loss over the same names, in seconds instead of an hour.
+- Letters as embedding rows, not one-hot vectors times a matrix: the same product.
+- The classifier reads its answer from the last state through `h2o`; the tutorial's `i2o`
+  reads the last input beside the state before it, a linear map of the same two things.
+- The generator reads a start token first; without the start token's rung, its first letter is
+  given and not scored, as in the tutorial. Its dropout (0.3) is on `o2o`'s input, not output.
+- Figures: real recall is the mean per-language recall on the real surnames from mimesis (the
+  split's part); ECE has 15 bins; any case is the share of names with one top language as
+  written, in UPPER and in lower case; score is the mean of accuracy, macro-F1 and balanced
+  accuracy, averaged with real recall, which picks the best epoch. For the generator, NLL is in
+  nats per letter with the first letter given; realism is the share of new names among 1,000
+  draws per language that are real surnames of the language (the split's part); new draws is
+  the share of 100 free draws per language that are distinct and new; seconds are training's.
+"""
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def verdict(rows: list, figures: list[list[dict]], row: int) -> str:
+    """Whether a row moves its figure on validation by more than the spread of its seeds and its base's."""
+    base, figure = rows[row][1], rows[row][3]
+    if base is None:
+        return "rung 0"
+    (mine, mine_sd), (theirs, theirs_sd) = (mean_sd([seed["seconds"] if figure == "seconds" else
+                                                     seed["validation"][figure] for seed in figures[k]])
+                                            for k in (row, base))
+    change = (theirs - mine) if figure in LOWER_IS_BETTER else (mine - theirs)
+    beyond = change > max(mine_sd, theirs_sd)
+    if figure == "seconds":
+        return f"{'faster' if beyond else 'no faster'} ({-change:+.0f} s)"
+    return f"{'pays' if beyond else 'within the spread'} ({change:+.3f})"
+
+
+def ladder_table(kind: str, rows: list, figures: list[list[dict]], split: str) -> list[str]:
+    columns = COLUMNS[kind]
+    lines = ["| row | adds | " + " | ".join(heading for _, heading in columns) + " | seconds |"
+             + (" verdict |" if split == "validation" else ""),
+             "| --- " * (len(columns) + 3 + (split == "validation")) + "|"]
+    for index, (what, base, _, figure) in enumerate(rows):
+        label = str(index) if index < len(rows) - len(CLASSIFIER_BESIDE if kind == "classifier" else []) \
+            else f"beside {base}"
+        cells = []
+        for key, _ in columns:
+            mean, sd = mean_sd([seed[split][key] for seed in figures[index]])
+            cell = f"{mean:.3f} ± {sd:.3f}"
+            cells.append(f"**{cell}**" if key == figure and split == "validation" else cell)
+        seconds = mean_sd([seed["seconds"] for seed in figures[index]])
+        lines.append(f"| {label} | {what} | " + " | ".join(cells) + f" | {seconds[0]:.0f} ± {seconds[1]:.0f} |"
+                     + (f" {verdict(rows, figures, index)} |" if split == "validation" else ""))
+    return lines
+
+
+def write_ladder(figures: dict, seeds: list[int], path: Path, command: str) -> None:
+    """docs/ladder.md from the figures; a "## Removed" section already there is kept: its rows' code is gone."""
+    machine = f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
+    lines = [LADDER_TEXT.format(command=command, machine=machine, seeds=", ".join(map(str, seeds)))]
+    for kind in AFTER_TRAINING:
+        rows = ladder_rows(kind)
+        for split in ("validation", "test"):
+            lines += [f"## {kind.capitalize()}: {split} names", "", *ladder_table(kind, rows, figures[kind], split), ""]
+    old = path.read_text() if path.exists() else ""
+    removed = old[old.index("## Removed"):] if "## Removed" in old else ""
+    path.write_text("\n".join(lines) + ("\n" + removed if removed else ""))
+    print(f"wrote {path}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoints", help="folder with classifier.pt and generator.pt to measure "
                         "(default: train both afresh, and time that)")
     add_device_argument(parser)
+    parser.add_argument("--ladder", nargs="?", const="docs/ladder.md", metavar="FILE", help="train every rung of the "
+                        "ladder instead (about an hour on 2 cores) and write its tables to FILE (docs/ladder.md)")
+    parser.add_argument("--seeds", default="1337,1,2", help="the ladder's seeds (default: 1337,1,2)")
+    parser.add_argument("--steps", type=int, help="the ladder's training steps per row: a quick check, not figures")
     parser.add_argument("--load-client", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.ladder:
+        seeds = [int(seed) for seed in args.seeds.split(",")]
+        write_ladder(run_ladder(seeds, args.steps), seeds, ROOT / args.ladder, "python " + " ".join(sys.argv))
+        return 0
     if args.load_client:
         print(json.dumps(load_client(args.load_client, sys.stdin.read().splitlines(), 16, 10.0)))
         return 0

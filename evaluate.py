@@ -1,9 +1,8 @@
-"""Fit what is fitted after training, and measure the models on names they never trained on.
+"""Measure the models: accuracy, calibration and sample quality.
 
-After training: the classifier's temperatures, the letter counts' shares, the sure threshold
-and the sampling temperature, each chosen on validation names. Then accuracy, calibration and
-sample quality, each on names the model never saw in training: the test split, and the test
-part of the real surnames (`data.split_of` decides both).
+Reports use names the model never saw in training: the test split, and the test part of the
+real surnames (`data.split_of` decides both). fitting.py and train.py use the same measures on
+validation names, to choose.
 """
 from __future__ import annotations
 
@@ -14,15 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from counts import LetterCounts
-from data import Dataset, case_patterns, fold, in_shape, in_split, learn_casing, learn_lengths
-from model import (CAPITALS, EOS, N_TOKENS, SOS, Classifier, Generator, classify, device_of, generator_batch, invent,
-                   mixture, sample)
+from data import Dataset, case_patterns, fold, in_shape, in_split
+from model import (N_TOKENS, Classifier, Generator, classify, device_of, generator_batch, invent,
+                   sample)
 
 CALIBRATION_BINS = 15  # equal-width bins over the top probability, as the usual ECE
-SURE_PRECISION = 0.95  # answers marked sure must be right this often on validation
-DISTINCT_SHARE = 0.95  # at the default sampling settings, a request for 100 new names comes back at least this full
-MAX_DRAWS = 3  # and a distinct new name costs at most this many draws on average
-SAMPLING_GRID = [(temperature, top_k) for top_k in (0, 12) for temperature in (0.4, 0.5, 0.6, 0.8)]
 MIN_HELD_OUT = 300  # languages with fewer held-out real names are left out of the realism figure
 MIN_NAMES_FOR_RECALL = 40  # languages with fewer held-out real names are too noisy to average
 
@@ -77,42 +72,6 @@ def expected_calibration_error(log_probs: torch.Tensor, truth: torch.Tensor) -> 
     return sum(row["count"] * abs(row["confidence"] - row["accuracy"]) for row in rows if row["count"]) / max(total, 1)
 
 
-def minimise(loss: Callable[[float], float], low: float, high: float, steps: int) -> float:
-    """Where a convex function of one number is lowest, by golden-section search between low and high."""
-    ratio = (math.sqrt(5) - 1) / 2
-    for _ in range(steps):
-        a, b = high - ratio * (high - low), low + ratio * (high - low)
-        if loss(a) < loss(b):
-            high = b
-        else:
-            low = a
-    return (low + high) / 2
-
-
-def fit_temperature(log_probs: torch.Tensor, truth: torch.Tensor) -> float:
-    """The T that minimises the NLL of log_softmax(log_probs / T): one number, so the ranking never changes.
-
-    Searched over log T in [1/20, 20]; the NLL is convex in 1/T.
-    """
-    def nll(log_t: float) -> float:
-        return float(F.nll_loss(F.log_softmax(log_probs / math.exp(log_t), dim=1), truth))
-
-    return round(math.exp(minimise(nll, math.log(0.05), math.log(20.0), 60)), 4)
-
-
-def sure_threshold(log_probs: torch.Tensor, truth: torch.Tensor, precision: float = SURE_PRECISION) -> float:
-    """The lowest top probability above which answers are right at least `precision` of the time (1.0, nothing marked
-    sure, if none is): answers at or above it are marked sure."""
-    confidence, guess = log_probs.exp().max(1)
-    order = confidence.argsort(descending=True)
-    right = (guess == truth)[order].double()
-    running = right.cumsum(0) / torch.arange(1, len(right) + 1)
-    good = (running >= precision).nonzero()
-    if len(good) == 0:
-        return 1.0
-    return float(confidence[order][int(good.max())])
-
-
 def evaluate_classifier(model: Classifier, examples: list[tuple[str, int]], n_labels: int,
                         threshold: float = 1.0) -> dict:
     """Every classifier figure on examples (`figures`), from the model as it is (in eval mode for figures)."""
@@ -155,41 +114,6 @@ def count_letters(counts: LetterCounts, examples: list[tuple[str, int, float]]) 
     counts.fill(torch.tensor([label for _, label, _ in examples], device=device), inputs, targets,
                 torch.tensor([weight for _, _, weight in examples], device=device))
     return counts
-
-
-def calibrate_classifier(model: Classifier, train: list[tuple[str, int, float]], validation: list[tuple[str, int]],
-                         real_validation: list[tuple[str, int]], with_counts: bool = True) -> dict:
-    """After training, on validation names of both sources: the network's temperature; then (with_counts) the letter
-    counts, their log-likelihoods' temperature, their share (0 to 0.6 in steps of 0.05, the best selection score) and
-    the mixture's temperature, since a share chosen for accuracy need not give honest probabilities; then the sure
-    threshold."""
-    examples = validation + real_validation
-    names, truth = [name for name, _ in examples], torch.tensor([label for _, label in examples])
-    before = classify(model, names)
-    model.temperature.fill_(fit_temperature(before, truth))
-    network = F.log_softmax(before / float(model.temperature), dim=1)  # what classify now gives, without a pass
-    result = {"temperature": float(model.temperature), "names": len(names),
-              "nll_before": float(F.nll_loss(before, truth)), "nll_after": float(F.nll_loss(network, truth))}
-    if with_counts:
-        count_letters(model.counts, train)
-        likelihoods = model.counts.log_likelihoods(*generator_batch(names, model.counts.keys.device)).cpu()
-        model.counts_temperature.fill_(fit_temperature(likelihoods, truth))
-        parts = (slice(0, len(validation)), slice(len(validation), len(examples)))
-        by_share = {}
-        for twentieths in range(13):
-            model.counts_share.fill_(twentieths / 20)
-            guesses = model.mix(network, likelihoods).argmax(1)
-            data_set, real = (scores(truth[part].tolist(), guesses[part].tolist(), model.n_languages)
-                              for part in parts)
-            by_share[twentieths / 20] = selection_score(data_set, mean_recall(real) if real_validation else math.nan)
-        share = max(by_share, key=by_share.get)
-        model.counts_share.fill_(share)
-        model.mixture_temperature.fill_(fit_temperature(model.mix(network, likelihoods), truth))
-        result.update(counts_share=share, counts_temperature=float(model.counts_temperature),
-                      mixture_temperature=float(model.mixture_temperature), score_without=by_share[0.0],
-                      score=by_share[share])
-    result["sure_threshold"] = sure_threshold(model.mix(network, likelihoods) if with_counts else network, truth)
-    return result
 
 
 def naive_bayes(train: list[tuple[str, int, float]], n_labels: int, order: int = 5,
@@ -311,28 +235,6 @@ def generator_nlls(model: Generator, examples: list[tuple[str, int]]) -> tuple[f
     return rest / max(letters, 1), (first + rest) / max(firsts + letters, 1)
 
 
-@torch.no_grad()
-def fit_counts_share(model: Generator, train: list[tuple[str, int, float]], validation: list[tuple[str, int]]) -> dict:
-    """Count the letter histories of the names the network learnt from, at their weights, and fit the counts' share
-    to minimise the validation NLL (convex in it). Returns it, and the NLL of the network alone and of the mixture."""
-    count_letters(model.counts, train)
-    model.counts_share.fill_(0)  # the network alone
-    network, counted = [], []
-    for language, inputs, targets in scored_batches(validation, device_of(model)):
-        scored, where = targets != -100, targets.clamp(min=0)[..., None]
-        network.append(model(language, inputs).gather(-1, where)[..., 0][scored])
-        counts = model.counts(language[:, None].expand_as(inputs), model.counts.contexts(inputs))
-        counted.append(counts.gather(-1, where)[..., 0][scored])
-    network, counted = torch.cat(network).double().cpu(), torch.cat(counted).double().cpu()
-
-    def nll(share: float) -> float:
-        return -float(mixture(network, counted.log(), share).mean())
-
-    share = round(minimise(nll, 1e-4, 1 - 1e-4, 40), 4)
-    model.counts_share.fill_(share)
-    return {"share": share, "validation_nll_network": -float(network.mean()), "validation_nll": nll(share)}
-
-
 def each_language(dataset: Dataset, lengths: dict[str, list[int]], per_language: int,
                   indices: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """per_language rows of each language (of indices, or all) for one batch of `model.sample`: (languages, shortest,
@@ -392,56 +294,6 @@ def realism(generator: Generator, dataset: Dataset, real: list[tuple[str, int]],
     return {"languages": shares, "mean": sum(shares.values()) / len(shares) if shares else math.nan}
 
 
-@torch.no_grad()
-def draw_probabilities(generator: Generator, language: int, names: list[str], min_length: int,
-                       settings: list[tuple[float, int]]) -> torch.Tensor:
-    """The probability that one draw at each (temperature, top-k) of settings is each of names: (settings, names).
-    Exact, from one teacher-forced pass tempered and cut as `model.sample` does: no sampling noise."""
-    inputs, targets = generator_batch(names, device_of(generator))
-    log_probs = generator(torch.full((len(names),), language, device=inputs.device), inputs).float().cpu()
-    log_probs[..., [SOS, *CAPITALS]] = -math.inf
-    log_probs[:, :max(min_length, 1), EOS] = -math.inf
-    targets, scored = targets.cpu().clamp(min=0), targets.cpu() >= 0
-    rows = []
-    for temperature, top_k in settings:
-        logits = log_probs / temperature
-        if top_k:
-            logits = logits.masked_fill(logits < logits.topk(top_k, dim=-1).values[..., -1:], -math.inf)
-        picked = logits.log_softmax(-1).gather(-1, targets[..., None])[..., 0]
-        rows.append((picked * scored).nan_to_num(neginf=-1e4).sum(1).exp())
-    return torch.stack(rows)
-
-
-def choose_sampling(generator: Generator, dataset: Dataset, real: list[tuple[str, int]], known: set[str],
-                    casing: dict[str, str], lengths: dict[str, list[int]], log=print) -> tuple[float, int, list[dict]]:
-    """The default temperature and top-k: of SAMPLING_GRID, the pair whose new names are most often real surnames,
-    among those where a new name costs at most MAX_DRAWS draws and a request of 100 new names per language comes back
-    at least DISTINCT_SHARE full. Realism is its expectation on the validation part of the real names: the chance that
-    a draw is one of them (`draw_probabilities`) over the share of draws that are new, from 100 free draws per
-    language (0 without such names: then the coolest pair that qualifies). Returns the pair and every pair's figures."""
-    held_out = {index: [name for name, label in real if label == index] for index in range(len(dataset.languages))}
-    held_out = {index: names for index, names in held_out.items() if len(names) >= MIN_HELD_OUT}
-    chances = {index: draw_probabilities(generator, index, names, lengths[dataset.languages[index]][0],
-                                         SAMPLING_GRID).sum(1) for index, names in held_out.items()}
-    rows = []
-    for row, (temperature, top_k) in enumerate(SAMPLING_GRID):
-        figures = sample_quality(generator, dataset, known, temperature, casing, lengths, top_k, seed=1)
-        by_language = list(figures["languages"].values())
-        found = [float(chances[index][row]) / max(by_language[index]["novel"], 1e-3) for index in held_out]
-        rows.append({"temperature": temperature, "top_k": top_k, "realism": sum(found) / max(len(found), 1),
-                     "draws": 1 / max(figures["pooled"]["new"], 1e-3)})
-    for row in sorted(rows, key=lambda row: -row["realism"]):
-        if row["draws"] <= MAX_DRAWS:
-            row["distinct"] = request_distinct(generator, dataset, known, row["temperature"], row["top_k"], lengths)
-            if row["distinct"] >= DISTINCT_SHARE:
-                break
-    else:  # nothing qualifies: the most varied pair
-        row = max(rows, key=lambda row: (row["temperature"], row["top_k"]))
-    for tried in rows:
-        log(" ".join(f"{key} {value:.4g}" for key, value in tried.items()))
-    return row["temperature"], row["top_k"], rows
-
-
 def request_distinct(generator: Generator, dataset: Dataset, known: set[str], temperature: float, top_k: int,
                      lengths: dict[str, list[int]], size: int = 100, seed: int = 3) -> float:
     """The share of requests for `size` new names, one per language, that comes back: distinct new names, pooled."""
@@ -450,20 +302,7 @@ def request_distinct(generator: Generator, dataset: Dataset, known: set[str], te
     return sum(name is not None for name in names) / len(rows)
 
 
-def sampling_defaults(generator: Generator, dataset: Dataset, real: list[tuple[str, int]],
-                      train: list[tuple[str, int, float]], log=print) -> dict:
-    """What a generator checkpoint holds for sampling: how each language is written (casing, shortest and longest
-    name), every name it trained on (which new names avoid), and the default temperature and top-k."""
-    casing, lengths = learn_casing(dataset), learn_lengths(dataset)
-    known = {fold(name) for name, _ in dataset.pairs} | {fold(name) for name, _, _ in train}
-    temperature, top_k, table = choose_sampling(generator, dataset, in_split(real, "validation"), known, casing,
-                                                lengths, log)
-    return {"temperature": temperature, "top_k": top_k, "sampling_table": table, "casing": casing,
-            "lengths": lengths, "known_names": sorted(known)}
-
-
-def report_generator(model: Generator, dataset: Dataset, counts: dict, sampling: dict, seed: int,
-                     log=print) -> dict:
+def report_generator(model: Generator, dataset: Dataset, sampling: dict, seed: int, log=print) -> dict:
     """Print the test NLLs, the network's alone beside the mixture's, and a few names per language; return the
     metrics its checkpoint stores."""
     test = dataset.split("test")
@@ -482,4 +321,4 @@ def report_generator(model: Generator, dataset: Dataset, counts: dict, sampling:
     for index, language in enumerate(dataset.languages):
         log(f"  {language}: {', '.join(name for name, row in zip(names, rows.tolist()) if row == index and name)}")
     return {"metrics": {"test_nll": nll, "test_nll_first_letter_scored": nll_scored, "test_nll_network": alone,
-                        **counts}}
+                        **sampling["counts"]}}

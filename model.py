@@ -1,16 +1,14 @@
 """Hand-built character RNNs: a surname classifier and a conditional surname generator.
 
-How this differs from the PyTorch tutorials it follows:
+Rung 0 is the tutorials' own RNN: `TutorialCell`, `hidden = i2h(cat(input, hidden))`, with
+no nonlinearity. `Classifier(cell="tutorial", directions=1, one_case=False, dropout=0,
+letter_dropout=0)` is the classification tutorial's network and `Generator(cell="tutorial")`
+the generation tutorial's, batched. Every default beyond them is a rung of docs/ladder.md,
+which says what it buys. Two changes hold on every rung:
 - Letters arrive as indices, never one-hot vectors: a one-hot vector times a weight
   matrix is one row of that matrix, so every input projection is an `nn.Embedding`.
 - Whole padded batches run one time step at a time, on any device; a name's answer is
   read at its own last letter, so it scores the same alone or in any batch.
-- A GRU cell beside the tutorial's tanh cell, both built from `nn.Linear`.
-- The classifier reads names in both directions, in one letter case, and adds the scores
-  of the name's letter n-grams (an `nn.EmbeddingBag`). The generator has start and end
-  tokens, so it picks first letters and ends names itself.
-- After training, each model's answer is mixed with the letter counts of `counts.py`, and
-  the classifier's probabilities are calibrated on validation names (see evaluate.py).
 """
 from __future__ import annotations
 
@@ -38,136 +36,12 @@ N_TOKENS = len(ALPHABET) + 2
 CAPITALS = [LETTER_INDEX[c] for c in ALPHABET if c.isupper()]
 
 
-# ----------------------------------------------------------------------------- checkpoints
+# ----------------------------------------------------------------------------- the cells
 
-class CheckpointError(Exception):
-    """A checkpoint that is missing or unusable, worth one line to the user."""
+class TutorialCell(nn.Module):
+    """The tutorials' cell: the new state is a linear map of the input and the old state, no nonlinearity.
 
-
-# What each kind of checkpoint must hold, and of what type, to be used at all.
-CHECKPOINT_FIELDS = {
-    "classifier": {"model_args": dict, "state_dict": dict, "alphabet": str, "languages": list,
-                   "sure_threshold": float},
-    "generator": {"model_args": dict, "state_dict": dict, "alphabet": str, "languages": list,
-                  "temperature": float, "top_k": int, "casing": dict, "lengths": dict, "known_names": list},
-}
-
-
-def make_checkpoint(kind: str, model: nn.Module, model_args: dict, languages: list[str], **fields) -> dict:
-    """A plain dict of CPU tensors and metadata: what the model was built with, its weights, and fields."""
-    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    return {"kind": kind, "model_args": model_args, "state_dict": state, "alphabet": ALPHABET,
-            "languages": languages, **fields}
-
-
-def writable_folder(out: Path) -> None:
-    """Make sure out is a folder checkpoints can be written to, before any training time is spent; DataError if not."""
-    try:
-        if out.exists() and not out.is_dir():
-            raise NotADirectoryError(20, "it is a file, not a folder")
-        out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as error:
-        raise DataError(f"cannot write checkpoints to {out}: {error.strerror or error}") from None
-
-
-def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
-    """Write to a temporary file beside path, then rename: a crash never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def load_checkpoint(path: str | Path, kind: str) -> dict:
-    """A checkpoint dict of the given kind, loaded weights-only onto the CPU; what this code cannot use (another kind,
-    a missing field, another alphabet) is a CheckpointError, never a traceback later on."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no {kind} checkpoint at {path}: run `python train.py` first")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"cannot read {path} ({type(error).__name__}): run `python train.py` again") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != kind:
-        raise CheckpointError(f"{path} is not a {kind} checkpoint: run `python train.py` again")
-    for field, field_type in CHECKPOINT_FIELDS[kind].items():
-        if not isinstance(checkpoint.get(field), field_type):
-            raise CheckpointError(f"{path} has no usable {field!r} (made by another version?): "
-                                  "run `python train.py` again")
-    if checkpoint["alphabet"] != ALPHABET:
-        raise CheckpointError(f"{path} was trained on another alphabet than this code reads: "
-                              "run `python train.py` again")
-    languages = checkpoint["languages"]
-    if not languages or not all(isinstance(language, str) for language in languages):
-        raise CheckpointError(f"{path} has no usable language list: run `python train.py` again")
-    return checkpoint
-
-
-def build(checkpoint: dict, device: str | torch.device = "cpu") -> nn.Module:
-    """The model a checkpoint describes, with its weights, on device, ready for inference."""
-    model_type = {"classifier": Classifier, "generator": Generator}[checkpoint["kind"]]
-    try:
-        model = model_type(**checkpoint["model_args"])
-        model.load_state_dict(checkpoint["state_dict"])
-    except (TypeError, ValueError, KeyError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"the {checkpoint['kind']} checkpoint does not fit this code ({reason[:120]}): "
-                              "run `python train.py` again") from None
-    if model.n_languages != len(checkpoint["languages"]):
-        raise CheckpointError(f"the {checkpoint['kind']} checkpoint's language list does not match its weights: "
-                              "run `python train.py` again")
-    return model.to(device).eval()
-
-
-def load_model(path: str | Path, kind: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """The model at path, rebuilt on device, and its checkpoint: what every script and the server start with."""
-    checkpoint = load_checkpoint(path, kind)
-    return build(checkpoint, device), checkpoint
-
-
-def arguments_for(model_type: type, settings: dict, **fixed) -> dict:
-    """The constructor arguments of model_type found in settings, and fixed ones: what a checkpoint stores."""
-    return {**{key: value for key, value in settings.items() if key in inspect.signature(model_type).parameters},
-            **fixed}
-
-
-def device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def add_device_argument(parser: argparse.ArgumentParser) -> None:
-    """The --device flag every script takes."""
-    parser.add_argument("--device", type=parse_device, default="auto", help="auto (CUDA, then MPS, then the CPU), "
-                        "cpu, cuda, cuda:N or mps (default: auto)")
-
-
-def parse_device(text: str) -> torch.device:
-    """The --device flag's value; a device that is not on this machine is an argparse error: one line, exit 2."""
-    if text == "auto":
-        text = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", text):
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps")
-    device = torch.device(text)
-    if (device.type == "mps" and not torch.backends.mps.is_available()
-            or device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count()):
-        raise argparse.ArgumentTypeError(f"device {text!r} is not available on this machine")
-    return device
-
-
-# ----------------------------------------------------------------------------- the two cells
-
-class RNNCell(nn.Module):
-    """The tutorial's cell: the new state is tanh of the input plus a linear map of the old state.
-
-    Cheap, but gradients fade over long names.
-    """
+    `i2h(cat(input, hidden))` is `i2h_input(input) + h2h(hidden)`: the input's part arrives as x."""
 
     input_width = 1  # input projections the cell needs, in units of hidden_size
 
@@ -177,7 +51,16 @@ class RNNCell(nn.Module):
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """x (B, H) the input's projection, h (B, H) the old state."""
-        return torch.tanh(x + self.h2h(h))
+        return x + self.h2h(h)
+
+
+class RNNCell(TutorialCell):
+    """The tutorials' cell with a tanh around it: a bounded state, so that long names cannot blow it up.
+
+    Cheap, but gradients fade over long names."""
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(super().forward(x, h))
 
 
 class GRUCell(nn.Module):
@@ -202,7 +85,7 @@ class GRUCell(nn.Module):
         return candidate + update * (h - candidate)
 
 
-CELLS = {"rnn": RNNCell, "gru": GRUCell}
+CELLS = {"tutorial": TutorialCell, "rnn": RNNCell, "gru": GRUCell}
 
 
 def unroll(cell: nn.Module, inputs: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -222,23 +105,24 @@ def mixture(network: torch.Tensor, counted: torch.Tensor, share: float) -> torch
 # ----------------------------------------------------------------------------- classifier
 
 class Classifier(nn.Module):
-    """Reads a name letter by letter, forwards with one cell and backwards with another, so that both its beginning
-    and its ending weigh in; a score per language for each hashed letter n-gram of the name (`^mc`, `ov$`) is added
-    to the logits. Returns log-probabilities (B, languages)."""
+    """Reads a name letter by letter and gives log-probabilities (B, languages) from its last state, as the
+    classification tutorial's RNN does. With directions=2 a second cell reads it backwards, so that its beginning
+    weighs as much as its ending; one_case reads every name in lower case. A score per language for each hashed
+    letter n-gram of the name (`^mc`, `ov$`) is added to the logits."""
 
     def __init__(self, n_letters: int, n_languages: int, hidden_size: int = 128, cell: str = "gru",
-                 dropout: float = 0.5, letter_dropout: float = 0.1, ngram_buckets: int = 65536,
-                 count_order: int = 5, count_discount: float = 0.6):
+                 directions: int = 2, one_case: bool = True, dropout: float = 0.5, letter_dropout: float = 0.1,
+                 ngram_buckets: int = 0, count_order: int = 5, count_discount: float = 0.6):
         super().__init__()
         cell_type = CELLS[cell]
         self.n_letters, self.n_languages, self.hidden_size = n_letters, n_languages, hidden_size
-        self.letter_dropout, self.ngram_buckets = letter_dropout, ngram_buckets
+        self.one_case, self.letter_dropout, self.ngram_buckets = one_case, letter_dropout, ngram_buckets
         # i2h: a row of input projections per letter, and a last row of zeros that a hidden letter reads
         self.i2h = nn.ModuleList(nn.Embedding(n_letters + 1, cell_type.input_width * hidden_size,
-                                              padding_idx=n_letters) for _ in range(2))
-        self.cells = nn.ModuleList(cell_type(hidden_size) for _ in range(2))
+                                              padding_idx=n_letters) for _ in range(directions))
+        self.cells = nn.ModuleList(cell_type(hidden_size) for _ in range(directions))
         self.dropout = nn.Dropout(dropout)
-        self.h2o = nn.Linear(2 * hidden_size, n_languages)
+        self.h2o = nn.Linear(directions * hidden_size, n_languages)
         if ngram_buckets:
             self.ngrams = nn.EmbeddingBag(ngram_buckets + 1, n_languages, mode="sum", padding_idx=ngram_buckets)
             nn.init.zeros_(self.ngrams.weight)  # start from the RNN alone; N(0, 1) rows would drown it
@@ -249,16 +133,20 @@ class Classifier(nn.Module):
         self.register_buffer("counts_temperature", torch.tensor(1.0))  # divides the counts' log-likelihoods
         self.register_buffer("mixture_temperature", torch.tensor(1.0))  # divides the mixture's log-probabilities
 
+    def reads(self, name: str) -> str:
+        """A normalised name as this classifier reads it: names that read alike get the same answer."""
+        return fold(name) if self.one_case else name
+
     def encode(self, names: list[str]) -> tuple[torch.Tensor, ...]:
-        """What the classifier reads of normalised names, on its device: letters (B, T) folded to one case and padded,
-        lengths (B,), and the n-grams' bucket ids (B, G)."""
-        letters, lengths = pad_batch([fold(name) for name in names])
+        """What the classifier reads of normalised names, on its device: letters (B, T) padded, lengths (B,), and the
+        n-grams' bucket ids (B, G)."""
+        letters, lengths = pad_batch([self.reads(name) for name in names])
         grams = ngram_ids(letters, lengths, self.ngram_buckets) if self.ngram_buckets else None
         device = self.h2o.weight.device
         return letters.to(device), lengths.to(device), None if grams is None else grams.to(device)
 
     def forward(self, letters: torch.Tensor, lengths: torch.Tensor, grams: torch.Tensor | None = None) -> torch.Tensor:
-        logits = self.h2o(self.dropout(self.state(letters, lengths)))  # (B, 2H) -> (B, languages)
+        logits = self.h2o(self.dropout(self.state(letters, lengths)))  # (B, directions * H) -> (B, languages)
         if grams is not None:
             if self.training and self.letter_dropout:  # hide whole n-grams too
                 grams = grams.masked_fill(torch.rand(grams.shape, device=grams.device) < self.letter_dropout,
@@ -279,7 +167,7 @@ class Classifier(nn.Module):
         return F.log_softmax(mixture(log_probs, counted, share) / float(self.mixture_temperature), dim=1)
 
     def state(self, letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Each name's final states, both directions side by side: (B, 2H)."""
+        """Each name's final states, the directions side by side: (B, directions * H)."""
         if self.training and self.letter_dropout:  # hide whole letters, so that no single one is leaned on
             hidden = torch.rand(letters.shape, device=letters.device) < self.letter_dropout
             letters = letters.masked_fill(hidden, self.n_letters)  # the row of zeros
@@ -329,7 +217,7 @@ def classify(model: Classifier, names: list[str], batch_size: int = 2048) -> tor
 @torch.no_grad()
 def final_states(model: Classifier, names: list[str], batch_size: int = 2048) -> torch.Tensor:
     """The classifier's final state for each normalised name, in input order: what "like" compares."""
-    return _by_length(names, batch_size, 2 * model.hidden_size, lambda chunk: model.state(*model.encode(chunk)[:2]))
+    return _by_length(names, batch_size, model.h2o.in_features, lambda chunk: model.state(*model.encode(chunk)[:2]))
 
 
 def _by_length(names: list[str], batch_size: int, width: int, run) -> torch.Tensor:
@@ -548,3 +436,126 @@ def invent(model: Generator, language: int | torch.Tensor, prefixes: list[str], 
             taken.add((int(languages[i]), chosen[i]))
     casings = [capital_after] * len(prefixes) if isinstance(capital_after, str) else capital_after
     return [None if name is None else write_as_data_set(name, casing) for name, casing in zip(chosen, casings)]
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing or unusable, worth one line to the user."""
+
+
+# What each kind of checkpoint must hold, and of what type, to be used at all.
+CHECKPOINT_FIELDS = {
+    "classifier": {"model_args": dict, "state_dict": dict, "alphabet": str, "languages": list,
+                   "sure_threshold": float},
+    "generator": {"model_args": dict, "state_dict": dict, "alphabet": str, "languages": list,
+                  "temperature": float, "top_k": int, "casing": dict, "lengths": dict, "known_names": list},
+}
+
+
+def make_checkpoint(kind: str, model: nn.Module, model_args: dict, languages: list[str], **fields) -> dict:
+    """A plain dict of CPU tensors and metadata: what the model was built with, its weights, and fields."""
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    return {"kind": kind, "model_args": model_args, "state_dict": state, "alphabet": ALPHABET,
+            "languages": languages, **fields}
+
+
+def writable_folder(out: Path) -> None:
+    """Make sure out is a folder checkpoints can be written to, before any training time is spent; DataError if not."""
+    try:
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(20, "it is a file, not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as error:
+        raise DataError(f"cannot write checkpoints to {out}: {error.strerror or error}") from None
+
+
+def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
+    """Write to a temporary file beside path, then rename: a crash never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(checkpoint, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | Path, kind: str) -> dict:
+    """A checkpoint dict of the given kind, loaded weights-only onto the CPU; what this code cannot use (another kind,
+    a missing field, another alphabet) is a CheckpointError, never a traceback later on."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no {kind} checkpoint at {path}: run `python train.py` first")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f"cannot read {path} ({type(error).__name__}): run `python train.py` again") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != kind:
+        raise CheckpointError(f"{path} is not a {kind} checkpoint: run `python train.py` again")
+    for field, field_type in CHECKPOINT_FIELDS[kind].items():
+        if not isinstance(checkpoint.get(field), field_type):
+            raise CheckpointError(f"{path} has no usable {field!r} (made by another version?): "
+                                  "run `python train.py` again")
+    if checkpoint["alphabet"] != ALPHABET:
+        raise CheckpointError(f"{path} was trained on another alphabet than this code reads: "
+                              "run `python train.py` again")
+    languages = checkpoint["languages"]
+    if not languages or not all(isinstance(language, str) for language in languages):
+        raise CheckpointError(f"{path} has no usable language list: run `python train.py` again")
+    return checkpoint
+
+
+def build(checkpoint: dict, device: str | torch.device = "cpu") -> nn.Module:
+    """The model a checkpoint describes, with its weights, on device, ready for inference."""
+    model_type = {"classifier": Classifier, "generator": Generator}[checkpoint["kind"]]
+    try:
+        model = model_type(**checkpoint["model_args"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"the {checkpoint['kind']} checkpoint does not fit this code ({reason[:120]}): "
+                              "run `python train.py` again") from None
+    if model.n_languages != len(checkpoint["languages"]):
+        raise CheckpointError(f"the {checkpoint['kind']} checkpoint's language list does not match its weights: "
+                              "run `python train.py` again")
+    return model.to(device).eval()
+
+
+def load_model(path: str | Path, kind: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """The model at path, rebuilt on device, and its checkpoint: what every script and the server start with."""
+    checkpoint = load_checkpoint(path, kind)
+    return build(checkpoint, device), checkpoint
+
+
+def arguments_for(model_type: type, settings: dict, **fixed) -> dict:
+    """The constructor arguments of model_type found in settings, and fixed ones: what a checkpoint stores."""
+    return {**{key: value for key, value in settings.items() if key in inspect.signature(model_type).parameters},
+            **fixed}
+
+
+def device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """The --device flag every script takes."""
+    parser.add_argument("--device", type=parse_device, default="auto", help="auto (CUDA, then MPS, then the CPU), "
+                        "cpu, cuda, cuda:N or mps (default: auto)")
+
+
+def parse_device(text: str) -> torch.device:
+    """The --device flag's value; a device that is not on this machine is an argparse error: one line, exit 2."""
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps")
+    device = torch.device(text)
+    if (device.type == "mps" and not torch.backends.mps.is_available()
+            or device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count()):
+        raise argparse.ArgumentTypeError(f"device {text!r} is not available on this machine")
+    return device

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import torch
 
 from answers import NearestNames, answers, explanations, in_range, invented, run_script, sample_request
-from data import (DEFAULT_TOP, MAX_BEAM, MAX_SAMPLES, ArgumentParser, DataError, UnknownLanguage, fold, limits,
+from data import (DEFAULT_TOP, MAX_BEAM, MAX_SAMPLES, ArgumentParser, DataError, UnknownLanguage, limits,
                   usable_name)
 from model import (CLASSIFIER_PATH, GENERATOR_PATH, CheckpointError, Classifier, add_device_argument, classify,
                    load_model)
@@ -109,7 +109,7 @@ class Service:
                                   "run `python train.py` again")
         self.sure_from: float = classifier_checkpoint["sure_threshold"]
         self.batcher = Batcher(classifier, self.languages, self.sure_from)
-        # Least recently used names drop out first; keyed by the folded name, as the classifier reads it.
+        # Least recently used names drop out first; keyed by the name as the classifier reads it (one case).
         self.ranked = functools.lru_cache(maxsize=cache_size)(self.batcher.ranked)
         self.classifier = classifier
         self.generator_checkpoint = generator_checkpoint
@@ -128,7 +128,7 @@ class Service:
         except DataError as error:
             raise HTTPError(HTTPStatus.BAD_REQUEST, str(error)) from None
         explain = flag(query, "explain")
-        ranked, sure = self.ranked(fold(name))
+        ranked, sure = self.ranked(self.classifier.reads(name))
         record = {"name": raw_name, "normalised": name, "result": [list(pair) for pair in ranked[:top]], "sure": sure}
         if explain:
             if self.known is None:

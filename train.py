@@ -24,26 +24,31 @@ import torch.nn.functional as F
 from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, SPLIT_RULE, ArgumentParser, DataError, Dataset, Example,
                   class_weights, classifier_examples, draw_share, generator_examples, in_split, length_batches,
                   load_training_data)
-from evaluate import (calibrate_classifier, classifier_score, fit_counts_share, generator_nlls, report_classifier,
-                      report_generator, sampling_defaults)
-from model import (CHECKPOINT_DIR, N_TOKENS, Classifier, Generator, add_device_argument, arguments_for,
+from evaluate import classifier_score, generator_nlls, report_classifier, report_generator
+from fitting import fit_classifier, fit_generator
+from model import (CELLS, CHECKPOINT_DIR, N_TOKENS, Classifier, Generator, add_device_argument, arguments_for,
                    generator_batch, make_checkpoint, save_checkpoint, writable_folder)
 from plots import plot_confusion, plot_losses, plot_reliability
 
-# Settings, gathered in one place; the common ones have a command-line flag of the same name.
+# Settings, gathered in one place; the common ones have a command-line flag of the same name. Each setting past the
+# tutorials' RNNs is a rung of docs/ladder.md (`python bench.py --ladder`), which says what it buys.
 CLASSIFIER = dict(
     epochs=20,
     hidden_size=128,  # of each direction's state
     lr=7e-3,  # Adam's peak rate, decayed by a cosine
     batch_size=256,  # names per step
-    cell="gru",  # or "rnn", the tutorial's tanh cell
+    cell="gru",  # or "tutorial", the tutorials' linear cell, or "rnn", the same with a tanh
+    directions=2,  # 2 reads each name backwards too
+    one_case=True,  # read every name in lower case, so that HINTON, hinton and Hinton get one answer
+    balance=True,  # weigh each language by the square root of its size, not its size
     dropout=0.5,  # before the output layer
     letter_dropout=0.1,  # share of letters (and n-grams) hidden while training
-    ngram_buckets=65536,  # hashed letter n-grams scored beside the RNN; 0 for none
+    ngram_buckets=0,  # hashed letter n-grams scored beside the RNN, 65536 buckets; 0 for none
     ngram_l2=1e-5,  # L2 penalty on the n-gram scores, so that they do not memorise training names
     real_weight=0.3,  # weight in the loss of a real mimesis surname against a data-set name; 0 for none
     count_order=5,  # letter counts mixed in after training see order - 1 letters back; 0 for none
     count_discount=0.6,  # taken from each count and spread as shorter histories predict
+    calibrate=True,  # fit temperatures on validation names, so that probabilities are honest
 )
 GENERATOR = dict(
     epochs=10,
@@ -51,11 +56,13 @@ GENERATOR = dict(
     lr=4e-3,
     batch_size=128,
     cell="gru",
+    start_token=True,  # learn first letters too, so that it can choose them; else they are given, as in the tutorial
     dropout=0.3,  # in the tutorial's second layer
     real_weight=0.15,
     real_share=0.25,  # of the real surnames, drawn afresh each epoch at real_weight / real_share
     count_order=6,
     count_discount=0.6,
+    sampling_defaults=True,  # choose the default temperature and top-k on validation names; else 1 and all letters
 )
 # On a GPU, unless --batch-size is given: batches large enough to keep it busy, at a learning rate to match.
 ACCELERATED = {"classifier": dict(batch_size=2048, lr=0.02), "generator": dict(batch_size=256, lr=5e-3)}
@@ -125,14 +132,14 @@ def fit(model: torch.nn.Module, train: list, loss_of, validate, epochs: int, lr:
 
 def train_classifier(dataset: Dataset, real: list[tuple[str, int]], settings: dict, device: torch.device, seed: int,
                      max_steps: int | None = None, log=print) -> tuple[Classifier, dict]:
-    """Train on the train split and the real names' train part, keeping the epoch with the best validation score;
-    then mix in the letter counts and calibrate (evaluate.calibrate_classifier)."""
+    """Train on the train split and the real names' train part, keeping the epoch with the best validation score."""
     n_labels = len(dataset.languages)
     train = classifier_examples(dataset, real, settings["real_weight"])
     validation, real_validation = dataset.split("validation"), in_split(real, "validation")
     model_args = arguments_for(Classifier, settings, n_letters=len(ALPHABET), n_languages=n_labels)
     model = Classifier(**model_args).to(device)
-    weights = class_weights(train, [label for _, label in dataset.split("train")], n_labels).to(device)
+    weights = (class_weights(train, [label for _, label in dataset.split("train")], n_labels) if settings["balance"]
+               else torch.ones(n_labels)).to(device)
 
     def loss_of(examples: list[Example]):
         names = [name for name, _, _ in examples]
@@ -153,16 +160,14 @@ def train_classifier(dataset: Dataset, real: list[tuple[str, int]], settings: di
 
     history = fit(model.train(), train, loss_of, validate, settings["epochs"], settings["lr"], settings["batch_size"],
                   random.Random(seed), max_steps, log)
-    model.eval()
-    history.update(model_args=model_args, examples=train, calibration=calibrate_classifier(
-        model, train, validation, real_validation, bool(settings["count_order"])))
-    return model, history
+    history.update(model_args=model_args, examples=train)
+    return model.eval(), history
 
 
 def train_generator(dataset: Dataset, real: list[tuple[str, int]], settings: dict, device: torch.device, seed: int,
                     max_steps: int | None = None, log=print) -> tuple[Generator, dict]:
     """Teacher-forced training on the train split and a share of real names each epoch, keeping the best validation
-    NLL; then the letter counts, their share fitted on validation names (evaluate.fit_counts_share)."""
+    NLL. Without start_token the first letter is given, not learnt, as in the tutorial."""
     train, extra = generator_examples(dataset, real, settings["real_weight"])
     validation = dataset.split("validation")
     model_args = arguments_for(Generator, settings, n_tokens=N_TOKENS, n_languages=len(dataset.languages))
@@ -170,6 +175,8 @@ def train_generator(dataset: Dataset, real: list[tuple[str, int]], settings: dic
 
     def loss_of(examples: list[Example]):
         inputs, targets = generator_batch([name for name, _, _ in examples], device)
+        if not settings["start_token"]:
+            targets[:, 0] = -100
         log_probs = model(torch.tensor([language for _, language, _ in examples], device=device), inputs)
         per_letter = F.nll_loss(log_probs.transpose(1, 2), targets, reduction="none")  # (B, T), 0 past the end
         weights = torch.tensor([weight for _, _, weight in examples], device=device)[:, None] * (targets != -100)
@@ -181,11 +188,8 @@ def train_generator(dataset: Dataset, real: list[tuple[str, int]], settings: dic
 
     history = fit(model.train(), train, loss_of, validate, settings["epochs"], settings["lr"], settings["batch_size"],
                   random.Random(seed), max_steps, log, extra=extra, extra_share=settings["real_share"])
-    model.eval()
     history.update(model_args=model_args, examples=train + extra)
-    if settings["count_order"]:
-        history["counts"] = fit_counts_share(model, train + extra, validation)
-    return model, history
+    return model.eval(), history
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -195,7 +199,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, (kind, low, high, text) in FLAGS.items():
         parser.add_argument("--" + key.replace("_", "-"), type=kind, help=f"{text}, {low} to {high} (default: "
                             f"classifier {CLASSIFIER[key]}, generator {GENERATOR[key]})")
-    parser.add_argument("--cell", choices=["gru", "rnn"], help="recurrent cell, rnn the tutorial's (default: gru)")
+    parser.add_argument("--cell", choices=list(CELLS), help="recurrent cell: tutorial, the tutorials' linear one, rnn "
+                        "the same with a tanh, or gru (default: gru)")
     add_device_argument(parser)
     parser.add_argument("--seed", type=int, default=SEED, help=f"random seed (default: {SEED})")
     parser.add_argument("--data-dir", default=str(DATA_DIR), help="folder of <Language>.txt files "
@@ -211,7 +216,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(kind: str, dataset: Dataset, real: list[tuple[str, int]], args: argparse.Namespace, log=print) -> None:
-    """Train one model, report it on held-out names, and save its checkpoint and plots."""
+    """Train one model, fit what is fitted after training, measure it on held-out names, and save its checkpoint and
+    plots."""
     settings, out = dict(CLASSIFIER if kind == "classifier" else GENERATOR), Path(args.out)
     if args.device.type != "cpu" and args.batch_size is None:  # an accelerator takes larger batches
         settings.update(ACCELERATED[kind])
@@ -224,13 +230,16 @@ def run(kind: str, dataset: Dataset, real: list[tuple[str, int]], args: argparse
     model, history = trainer(dataset, real, settings, args.device, args.seed, DRY_RUN_STEPS if args.dry_run else None,
                              log)
     log(f"{kind} trained in {history['seconds']:.1f} s ({history['steps']} steps, best epoch {history['best_epoch']})")
+    counts = settings["count_order"] > 0
     if kind == "classifier":
-        fields, reliability = report_classifier(model, dataset, real, history["examples"], history["calibration"], log)
+        calibration = fit_classifier(model, history["examples"], dataset.split("validation"),
+                                     in_split(real, "validation"), counts, settings["calibrate"])
+        fields, reliability = report_classifier(model, dataset, real, history["examples"], calibration, log)
         plot_confusion(fields["confusion"], dataset.languages, out / "confusion.png")
         plot_reliability(reliability, out / "reliability.png")
     else:
-        fields = sampling_defaults(model, dataset, real, history["examples"], log)
-        fields.update(report_generator(model, dataset, history.get("counts", {}), fields, args.seed, log))
+        fields = fit_generator(model, dataset, real, history["examples"], counts, settings["sampling_defaults"], log)
+        fields.update(report_generator(model, dataset, fields, args.seed, log))
     settings.update(seed=args.seed, data_dir=str(Path(args.data_dir).resolve()), device=str(args.device),
                     dry_run=args.dry_run)
     save_checkpoint(make_checkpoint(kind, model, history["model_args"], dataset.languages, split_rule=SPLIT_RULE,
