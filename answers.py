@@ -5,6 +5,7 @@ way everywhere, so a script and the server never disagree about what is allowed.
 """
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,15 +23,22 @@ NEAREST = 3  # known names listed as "like" in an explanation
 
 def run_script(body: Callable[[], int]) -> int:
     """A script's body with its errors as users should see them: one line on stderr; exit 1 for a missing or unusable
-    checkpoint, 2 for bad input, as argparse does."""
+    checkpoint or output that cannot be written (a full disk, a read-only file system, a closed pipe), 2 for bad
+    input, as argparse does."""
     try:
-        return body()
+        status = body()
+        sys.stdout.flush()
+        return status
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # reading errors are DataErrors where they happen: this one is the output's
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered goes nowhere at exit
+        print(f"error: cannot write the output: {error.strerror or error}", file=sys.stderr)
+        return 1
 
 
 def in_range(label: str, value: float, bounds: tuple[float, float]) -> float:

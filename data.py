@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import string
+import tempfile
 import unicodedata
 import zlib
 from dataclasses import dataclass
@@ -329,3 +331,19 @@ def write_as_data_set(folded: str, capital_after: str) -> str:
         if i == 0 or letters[i - 1] in capital_after:
             letters[i] = letter.upper()
     return "".join(letters)
+
+
+def write_file(path: Path, content: bytes) -> None:
+    """Write to a temporary file beside path, then rename it over path: a crash or a full disk never leaves half a
+    file, and the old one stays until the new one is whole. DataError, in one line, if it cannot be written."""
+    temporary = None
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        os.replace(temporary, path)
+    except OSError as error:
+        raise DataError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        if temporary and os.path.exists(temporary):
+            os.unlink(temporary)

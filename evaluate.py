@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from counts import LetterCounts
 from data import Dataset, case_patterns, fold, in_shape, in_split
-from model import (N_TOKENS, Classifier, Generator, classify, device_of, generator_batch, invent,
-                   sample)
+from model import (CAPITALS, EOS, N_TOKENS, SOS, Classifier, Generator, classify, device_of, generator_batch,
+                   invent, sample)
 
 CALIBRATION_BINS = 15  # equal-width bins over the top probability, as the usual ECE
 MIN_HELD_OUT = 300  # languages with fewer held-out real names are left out of the realism figure
@@ -292,6 +292,41 @@ def realism(generator: Generator, dataset: Dataset, real: list[tuple[str, int]],
         new = {name for name, _ in drawn[k * per_language:(k + 1) * per_language]} - known
         shares[dataset.languages[index]] = len(new & names) / max(len(new), 1)
     return {"languages": shares, "mean": sum(shares.values()) / len(shares) if shares else math.nan}
+
+
+@torch.no_grad()
+def draw_probabilities(generator: Generator, language: int, names: list[str], min_length: int,
+                       settings: list[tuple[float, int]]) -> torch.Tensor:
+    """The probability that one draw at each (temperature, top-k) of settings is each of names: (settings, names).
+    Exact, from one teacher-forced pass tempered and cut as `model.sample` does: no sampling noise."""
+    inputs, targets = generator_batch(names, device_of(generator))
+    log_probs = generator(torch.full((len(names),), language, device=inputs.device), inputs).float().cpu()
+    log_probs[..., [SOS, *CAPITALS]] = -math.inf
+    log_probs[:, :max(min_length, 1), EOS] = -math.inf
+    targets, scored = targets.cpu().clamp(min=0), targets.cpu() >= 0
+    rows = []
+    for temperature, top_k in settings:
+        logits = log_probs / temperature
+        if top_k:
+            logits = logits.masked_fill(logits < logits.topk(top_k, dim=-1).values[..., -1:], -math.inf)
+        picked = logits.log_softmax(-1).gather(-1, targets[..., None])[..., 0]
+        rows.append((picked * scored).nan_to_num(neginf=-1e4).sum(1).exp())
+    return torch.stack(rows)
+
+
+def expected_realism(generator: Generator, dataset: Dataset, real: list[tuple[str, int]], known: set[str],
+                     temperature: float, top_k: int, casing: dict[str, str], lengths: dict[str, list[int]],
+                     per_language: int = 1000) -> float:
+    """`realism` without its sampling noise: per language with at least MIN_HELD_OUT names in real, the chance that a
+    draw is one of them (`draw_probabilities`, exact) over the share of per_language draws that are new; their mean."""
+    novel = sample_quality(generator, dataset, known, temperature, casing, lengths, top_k, per_language=per_language)
+    shares = []
+    for index, language in enumerate(dataset.languages):
+        names = [name for name, label in real if label == index]
+        if len(names) >= MIN_HELD_OUT:
+            chance = draw_probabilities(generator, index, names, lengths[language][0], [(temperature, top_k)]).sum()
+            shares.append(float(chance) / max(novel["languages"][language]["novel"], 1e-3))
+    return sum(shares) / len(shares) if shares else math.nan
 
 
 def request_distinct(generator: Generator, dataset: Dataset, known: set[str], temperature: float, top_k: int,

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from data import Dataset, fold, in_split, learn_casing, learn_lengths
-from evaluate import (MIN_HELD_OUT, count_letters, mean_recall, request_distinct, sample_quality, scored_batches,
-                      scores, selection_score)
-from model import CAPITALS, EOS, SOS, Classifier, Generator, classify, device_of, generator_batch, mixture
+from evaluate import (MIN_HELD_OUT, count_letters, draw_probabilities, mean_recall, request_distinct, sample_quality,
+                      scored_batches, scores, selection_score)
+from model import Classifier, Generator, classify, device_of, generator_batch, mixture
 
 SURE_PRECISION = 0.95  # answers marked sure must be right this often on validation
 DISTINCT_SHARE = 0.95  # at the default sampling settings, a request for 100 new names comes back at least this full
@@ -49,15 +49,18 @@ def fit_temperature(log_probs: torch.Tensor, truth: torch.Tensor) -> float:
 
 def sure_threshold(log_probs: torch.Tensor, truth: torch.Tensor, precision: float = SURE_PRECISION) -> float:
     """The lowest top probability above which answers are right at least `precision` of the time (1.0, nothing marked
-    sure, if none is): answers at or above it are marked sure."""
+    sure, if none is): answers at or above it are marked sure. Only between two different probabilities: a name
+    listed under two languages is answered alike for both, once right and once wrong, and a threshold takes both."""
     confidence, guess = log_probs.exp().max(1)
     order = confidence.argsort(descending=True)
     right = (guess == truth)[order].double()
     running = right.cumsum(0) / torch.arange(1, len(right) + 1)
-    good = (running >= precision).nonzero()
+    ranked = confidence[order]
+    last_of_its_value = torch.cat((ranked[1:] < ranked[:-1], torch.tensor([True])))
+    good = ((running >= precision) & last_of_its_value).nonzero()
     if len(good) == 0:
         return 1.0
-    return float(confidence[order][int(good.max())])
+    return float(ranked[int(good.max())])
 
 
 def fit_classifier(model: Classifier, train: list[tuple[str, int, float]], validation: list[tuple[str, int]],
@@ -92,11 +95,10 @@ def fit_classifier(model: Classifier, train: list[tuple[str, int, float]], valid
         model.counts_share.fill_(share)
         if temperatures:
             model.mixture_temperature.fill_(fit_temperature(model.mix(network, likelihoods), truth))
-        network = model.mix(network, likelihoods)
         result.update(counts_share=share, counts_temperature=float(model.counts_temperature),
                       mixture_temperature=float(model.mixture_temperature), score_without=by_share[0.0],
                       score=by_share[share])
-    result["sure_threshold"] = sure_threshold(network, truth)
+    result["sure_threshold"] = sure_threshold(classify(model, names), truth)  # on exactly what users will be told
     return result
 
 
@@ -120,26 +122,6 @@ def fit_counts_share(model: Generator, train: list[tuple[str, int, float]], vali
     share = round(minimise(nll, 1e-4, 1 - 1e-4, 40), 4)
     model.counts_share.fill_(share)
     return {"share": share, "validation_nll_network": -float(network.mean()), "validation_nll": nll(share)}
-
-
-@torch.no_grad()
-def draw_probabilities(generator: Generator, language: int, names: list[str], min_length: int,
-                       settings: list[tuple[float, int]]) -> torch.Tensor:
-    """The probability that one draw at each (temperature, top-k) of settings is each of names: (settings, names).
-    Exact, from one teacher-forced pass tempered and cut as `model.sample` does: no sampling noise."""
-    inputs, targets = generator_batch(names, device_of(generator))
-    log_probs = generator(torch.full((len(names),), language, device=inputs.device), inputs).float().cpu()
-    log_probs[..., [SOS, *CAPITALS]] = -math.inf
-    log_probs[:, :max(min_length, 1), EOS] = -math.inf
-    targets, scored = targets.cpu().clamp(min=0), targets.cpu() >= 0
-    rows = []
-    for temperature, top_k in settings:
-        logits = log_probs / temperature
-        if top_k:
-            logits = logits.masked_fill(logits < logits.topk(top_k, dim=-1).values[..., -1:], -math.inf)
-        picked = logits.log_softmax(-1).gather(-1, targets[..., None])[..., 0]
-        rows.append((picked * scored).nan_to_num(neginf=-1e4).sum(1).exp())
-    return torch.stack(rows)
 
 
 def choose_sampling(generator: Generator, dataset: Dataset, real: list[tuple[str, int]], known: set[str],

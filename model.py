@@ -13,9 +13,10 @@ which says what it buys. Two changes hold on every rung:
 from __future__ import annotations
 
 import argparse
+import heapq
 import inspect
+import io
 import math
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from counts import LetterCounts
-from data import ALPHABET, LETTER_INDEX, DataError, fold, pad_batch, write_as_data_set
+from data import ALPHABET, LETTER_INDEX, DataError, fold, pad_batch, write_as_data_set, write_file
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 CLASSIFIER_PATH = CHECKPOINT_DIR / "classifier.pt"
@@ -107,25 +108,21 @@ def mixture(network: torch.Tensor, counted: torch.Tensor, share: float) -> torch
 class Classifier(nn.Module):
     """Reads a name letter by letter and gives log-probabilities (B, languages) from its last state, as the
     classification tutorial's RNN does. With directions=2 a second cell reads it backwards, so that its beginning
-    weighs as much as its ending; one_case reads every name in lower case. A score per language for each hashed
-    letter n-gram of the name (`^mc`, `ov$`) is added to the logits."""
+    weighs as much as its ending; one_case reads every name in lower case."""
 
     def __init__(self, n_letters: int, n_languages: int, hidden_size: int = 128, cell: str = "gru",
                  directions: int = 2, one_case: bool = True, dropout: float = 0.5, letter_dropout: float = 0.1,
-                 ngram_buckets: int = 0, count_order: int = 5, count_discount: float = 0.6):
+                 count_order: int = 5, count_discount: float = 0.6):
         super().__init__()
         cell_type = CELLS[cell]
         self.n_letters, self.n_languages, self.hidden_size = n_letters, n_languages, hidden_size
-        self.one_case, self.letter_dropout, self.ngram_buckets = one_case, letter_dropout, ngram_buckets
+        self.one_case, self.letter_dropout = one_case, letter_dropout
         # i2h: a row of input projections per letter, and a last row of zeros that a hidden letter reads
         self.i2h = nn.ModuleList(nn.Embedding(n_letters + 1, cell_type.input_width * hidden_size,
                                               padding_idx=n_letters) for _ in range(directions))
         self.cells = nn.ModuleList(cell_type(hidden_size) for _ in range(directions))
         self.dropout = nn.Dropout(dropout)
         self.h2o = nn.Linear(directions * hidden_size, n_languages)
-        if ngram_buckets:
-            self.ngrams = nn.EmbeddingBag(ngram_buckets + 1, n_languages, mode="sum", padding_idx=ngram_buckets)
-            nn.init.zeros_(self.ngrams.weight)  # start from the RNN alone; N(0, 1) rows would drown it
         self.counts = LetterCounts(n_letters + 2, n_languages, count_order, count_discount)
         # Fitted on validation names after training (evaluate.calibrate_classifier); 1, 0, 1, 1 while training.
         self.register_buffer("temperature", torch.tensor(1.0))  # divides the network's logits
@@ -137,21 +134,13 @@ class Classifier(nn.Module):
         """A normalised name as this classifier reads it: names that read alike get the same answer."""
         return fold(name) if self.one_case else name
 
-    def encode(self, names: list[str]) -> tuple[torch.Tensor, ...]:
-        """What the classifier reads of normalised names, on its device: letters (B, T) padded, lengths (B,), and the
-        n-grams' bucket ids (B, G)."""
+    def encode(self, names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the classifier reads of normalised names, on its device: letters (B, T) padded, and lengths (B,)."""
         letters, lengths = pad_batch([self.reads(name) for name in names])
-        grams = ngram_ids(letters, lengths, self.ngram_buckets) if self.ngram_buckets else None
-        device = self.h2o.weight.device
-        return letters.to(device), lengths.to(device), None if grams is None else grams.to(device)
+        return letters.to(self.h2o.weight.device), lengths.to(self.h2o.weight.device)
 
-    def forward(self, letters: torch.Tensor, lengths: torch.Tensor, grams: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         logits = self.h2o(self.dropout(self.state(letters, lengths)))  # (B, directions * H) -> (B, languages)
-        if grams is not None:
-            if self.training and self.letter_dropout:  # hide whole n-grams too
-                grams = grams.masked_fill(torch.rand(grams.shape, device=grams.device) < self.letter_dropout,
-                                          self.ngram_buckets)
-            logits = logits + self.ngrams(grams)
         log_probs = F.log_softmax(logits / self.temperature, dim=1)
         if not float(self.counts_share):  # while training, and without counts
             return log_probs
@@ -188,26 +177,6 @@ def reverse_padded(letters: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor
     return letters.gather(1, (lengths[:, None] - 1 - steps).clamp(min=0))
 
 
-def ngram_ids(letters: torch.Tensor, lengths: torch.Tensor, buckets: int) -> torch.Tensor:
-    """Hashed ids of every name's 1- to 4-letter pieces, start and end marked (`^h`, `ton$`): (B, G). A piece's letter
-    codes in base 64 are spread over the buckets by a multiplicative hash; pieces past a name's end get the padding
-    id `buckets`. The whole batch at once: hashing strings in Python cost more than the model."""
-    batch, width = letters.shape
-    steps = torch.arange(width + 2)
-    codes = torch.zeros(batch, width + 2, dtype=torch.long)  # 0 past the end
-    codes[:, 0] = len(ALPHABET) + 1  # start mark
-    codes[:, 1:width + 1] = torch.where(steps[:width] < lengths[:, None], letters + 1, 0)
-    codes[torch.arange(batch), lengths + 1] = len(ALPHABET) + 2  # end mark
-    pieces = []
-    for n in range(1, min(4, width + 2) + 1):
-        windows = codes.unfold(1, n, 1)  # (B, width + 3 - n, n)
-        value = (windows * 64 ** torch.arange(n)).sum(-1)
-        spread = (value * 2654435761) % 2**32 * buckets >> 32  # Knuth's multiplicative hash, high bits
-        fits = steps[:windows.shape[1]] + n <= lengths[:, None] + 2
-        pieces.append(torch.where(fits, spread, buckets))
-    return torch.cat(pieces, dim=1)
-
-
 @torch.no_grad()
 def classify(model: Classifier, names: list[str], batch_size: int = 2048) -> torch.Tensor:
     """Log-probabilities (on the CPU) for normalised names, in input order, batched by length to save padding."""
@@ -217,7 +186,7 @@ def classify(model: Classifier, names: list[str], batch_size: int = 2048) -> tor
 @torch.no_grad()
 def final_states(model: Classifier, names: list[str], batch_size: int = 2048) -> torch.Tensor:
     """The classifier's final state for each normalised name, in input order: what "like" compares."""
-    return _by_length(names, batch_size, model.h2o.in_features, lambda chunk: model.state(*model.encode(chunk)[:2]))
+    return _by_length(names, batch_size, model.h2o.in_features, lambda chunk: model.state(*model.encode(chunk)))
 
 
 def _by_length(names: list[str], batch_size: int, width: int, run) -> torch.Tensor:
@@ -306,10 +275,12 @@ def teacher_forcing(letters: torch.Tensor, lengths: torch.Tensor) -> tuple[torch
     return inputs, targets
 
 
-def _next_log_probs(model: Generator, language: torch.Tensor, history: torch.Tensor, h: torch.Tensor, position: int,
-                    min_length: torch.Tensor, max_length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _next_log_probs(model: Generator, language: torch.Tensor, history: torch.Tensor, h: torch.Tensor,
+                    position: int | torch.Tensor, min_length: torch.Tensor,
+                    max_length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One generation step's log-probabilities (on the CPU) and state, with what no name may do ruled out: the start
-    token and capitals, an end before min_length letters (or none), anything but an end after max_length (per row)."""
+    token and capitals, an end before min_length letters (or none), anything but an end after max_length. position
+    (letters so far) and the lengths: one for all rows, or one each."""
     log_probs, h = model.step(language, history, h)
     log_probs = log_probs.float().cpu()
     log_probs[:, [SOS, *CAPITALS]] = -math.inf  # it learnt folded names: capitals are written afterwards
@@ -358,50 +329,46 @@ def sample(model: Generator, language: int | torch.Tensor, prefixes: list[str], 
 
 @torch.no_grad()
 def beam_search(model: Generator, language: int, prefix: str, width: int, max_length: int = 20,
-                min_length: int = 1) -> list[tuple[str, float]]:
+                min_length: int = 1, batch: int = 64, budget: int = 1024) -> list[tuple[str, float]]:
     """The `width` likeliest whole folded names that begin with prefix, best first, with the log-probability of the
-    letters after the prefix and the end token. The greedy name (a beam of one) is among the candidates, so the best
-    name found is never less likely than greedy decoding's."""
-    prefix = fold(prefix)
-    found: dict[str, float] = {}
-    for beam in dict.fromkeys((1, width)):
-        found.update(_beam(model, language, prefix, beam, min_length, max_length))
-    return sorted(found.items(), key=lambda item: -item[1])[:width]
-
-
-def _beam(model: Generator, language: int, prefix: str, width: int, min_length: int,
-          max_length: int) -> dict[str, float]:
+    letters after the prefix and the end token. A name's log-probability only falls as letters are added, so
+    expanding the likeliest open names first (up to `batch` in one step) ends names in order of likelihood: the
+    first `width` to end are the likeliest of all. Where that would take more than `budget` expansions (a flat model,
+    a long shortest length), only the `width` likeliest open names are kept from then on, as a beam keeps them."""
     device = device_of(model)
+    tokens = [SOS] + [LETTER_INDEX[letter] for letter in fold(prefix)]
     h = model.initial_state(1)
-    history = torch.tensor([[SOS]], device=device)  # (A, L): each beam's tokens so far
-    for letter in prefix:  # the prefix sets the state; its own letters are given, not scored
-        _, h = model.step(torch.tensor([language], device=device), history, h)
-        history = torch.cat((history, torch.tensor([[LETTER_INDEX[letter]]], device=device)), dim=1)
-    alive, scores = [prefix], torch.zeros(1)
-    finished: dict[str, float] = {}
-    while alive:
-        log_probs, h = _next_log_probs(model, torch.full((len(alive),), language, device=device), history, h,
-                                       len(alive[0]), torch.tensor(min_length), torch.tensor(max_length))
-        totals = scores[:, None] + log_probs  # (A, N)
-        values, flat = totals.flatten().topk(min(2 * width, totals.numel()))
-        keep, next_scores, next_tokens = [], [], []
-        for value, index in zip(values.tolist(), flat.tolist()):
-            row, next_token = divmod(index, totals.shape[1])
-            if value == -math.inf:
-                break
-            if next_token == EOS:
-                finished.setdefault(alive[row], value)
-            elif len(keep) < width:
-                keep.append((row, alive[row] + ALPHABET[next_token]))
-                next_scores.append(value)
-                next_tokens.append(next_token)
-        best_finished = sorted(finished.values(), reverse=True)[:width]
-        if not keep or (len(best_finished) == width and best_finished[-1] >= max(next_scores)):
-            break  # every longer name is less likely than the names already found
-        rows = torch.tensor([row for row, _ in keep], device=device)
-        history = torch.cat((history[rows], torch.tensor(next_tokens, device=device)[:, None]), dim=1)
-        h, alive, scores = h[rows], [name for _, name in keep], torch.tensor(next_scores)
-    return finished
+    for end in range(1, len(tokens)):  # the prefix sets the state; its own letters are given, not scored
+        _, h = model.step(torch.tensor([language], device=device), torch.tensor([tokens[:end]], device=device), h)
+    open_names = [(0.0, 0, tokens, h[0], False)]  # a heap of (-log-probability, order of entry, tokens, state, ended)
+    found: list[tuple[str, float]] = []
+    entered = 1
+    while open_names and len(found) < width:
+        if open_names[0][4]:  # the likeliest entry has ended: nothing still open can end likelier
+            score, _, ended, _, _ = heapq.heappop(open_names)
+            found.append(("".join(ALPHABET[token] for token in ended[1:]), -score))
+            continue
+        if budget <= 0:  # a beam from here on: every ended name, and as many open ones as names are still wanted
+            open_names = [entry for entry in open_names if entry[4]] + heapq.nsmallest(
+                width - len(found), (entry for entry in open_names if not entry[4]))
+            heapq.heapify(open_names)
+        expand = []
+        while open_names and not open_names[0][4] and len(expand) < batch:
+            expand.append(heapq.heappop(open_names))
+        budget -= len(expand)
+        longest = max(len(entry[2]) for entry in expand)  # histories padded on the left with "before the start"
+        history = torch.tensor([[-1] * (longest - len(entry[2])) + entry[2] for entry in expand], device=device)
+        log_probs, states = _next_log_probs(model, torch.full((len(expand),), language, device=device), history,
+                                            torch.stack([entry[3] for entry in expand]),
+                                            torch.tensor([len(entry[2]) - 1 for entry in expand]),
+                                            torch.tensor(min_length), torch.tensor(max_length))
+        for (score, _, name, _, _), row, state in zip(expand, log_probs.tolist(), states):
+            for token, value in enumerate(row):
+                if value > -math.inf:
+                    heapq.heappush(open_names, (score - value, entered, name + [token] * (token != EOS), state,
+                                                token == EOS))
+                    entered += 1
+    return found
 
 
 def invent(model: Generator, language: int | torch.Tensor, prefixes: list[str], temperature: float,
@@ -472,17 +439,10 @@ def writable_folder(out: Path) -> None:
 
 
 def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
-    """Write to a temporary file beside path, then rename: a crash never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Serialised in memory, then written whole (`data.write_file`): a full disk is one DataError, the old file kept."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    write_file(Path(path), buffer.getvalue())
 
 
 def load_checkpoint(path: str | Path, kind: str) -> dict:

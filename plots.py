@@ -1,9 +1,12 @@
 """The pictures train.py writes beside its checkpoints. matplotlib is imported only here, lazily."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
+
+from data import write_file
 
 
 def _pyplot():
@@ -14,9 +17,12 @@ def _pyplot():
 
 
 def save(plt, fig, path: Path) -> None:
+    """Drawn in memory, then written whole (`data.write_file`), so that a full disk keeps the old picture."""
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    write_file(path, buffer.getvalue())
 
 
 def plot_losses(history: dict, path: Path, title: str) -> None:

@@ -39,8 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     decoding = parser.add_mutually_exclusive_group()
     decoding.add_argument("--beam", type=int, help=f"instead of drawing, the K likeliest whole names (1 to "
                           f"{MAX_BEAM}), best first, as (log-probability) Name, for each start letter or the prefix")
-    decoding.add_argument("--greedy", action="store_true", help="the tutorial's decoding: the likeliest letter each "
-                          "time; the same as --beam 1")
+    decoding.add_argument("--greedy", action="store_true", help="the likeliest whole name, the same as --beam 1 (the "
+                          "tutorial takes the likeliest letter each time, which can miss it)")
     parser.add_argument("--seed", type=int, help="random seed: the same seed gives the same names (default: random)")
     parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, help=f"longest name, in letters, "
                         f"{MAX_LENGTH_RANGE[0]} to {MAX_LENGTH_RANGE[1]} (default: {DEFAULT_MAX_LENGTH})")

@@ -42,9 +42,7 @@ CLASSIFIER = dict(
     one_case=True,  # read every name in lower case, so that HINTON, hinton and Hinton get one answer
     balance=True,  # weigh each language by the square root of its size, not its size
     dropout=0.5,  # before the output layer
-    letter_dropout=0.1,  # share of letters (and n-grams) hidden while training
-    ngram_buckets=0,  # hashed letter n-grams scored beside the RNN, 65536 buckets; 0 for none
-    ngram_l2=1e-5,  # L2 penalty on the n-gram scores, so that they do not memorise training names
+    letter_dropout=0.1,  # share of letters hidden while training
     real_weight=0.3,  # weight in the loss of a real mimesis surname against a data-set name; 0 for none
     count_order=5,  # letter counts mixed in after training see order - 1 letters back; 0 for none
     count_discount=0.6,  # taken from each count and spread as shorter histories predict
@@ -147,8 +145,6 @@ def train_classifier(dataset: Dataset, real: list[tuple[str, int]], settings: di
         example_weights = weights[labels] * torch.tensor([weight for _, _, weight in examples], device=device)
         log_probs = model(*model.encode(names))
         loss = (F.nll_loss(log_probs, labels, reduction="none") * example_weights).sum() / example_weights.sum()
-        if settings["ngram_buckets"]:
-            loss = loss + settings["ngram_l2"] * model.ngrams.weight.pow(2).sum()
         guess, truth = (dataset.languages[int(i)] for i in (log_probs[0].argmax(), labels[0]))
         return loss, f" {names[0]} / {guess} {'✓' if guess == truth else f'✗ ({truth})'}"
 
@@ -281,8 +277,12 @@ def run_apart(args: argparse.Namespace) -> None:
 
     signal.signal(signal.SIGINT, stop_once)
     torch.set_num_threads(1)
-    run("generator", *load_training_data(args.data_dir), args,
-        log=lambda line: print("\n".join(f"[generator] {part}" for part in str(line).split("\n")), flush=True))
+    try:
+        run("generator", *load_training_data(args.data_dir), args,
+            log=lambda line: print("\n".join(f"[generator] {part}" for part in str(line).split("\n")), flush=True))
+    except DataError as error:
+        print(f"[generator] error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,10 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     if dataset.skipped:
         print(f"skipped {dataset.skipped:,} lines of {args.data_dir} longer than {MAX_NAME_LENGTH} characters")
     start = time.time()
-    if args.model != "all":
-        run(args.model, dataset, real, args)
-    elif train_both(dataset, real, args) != 0:
-        print("error: the generator's training process failed (see above)", file=sys.stderr)
+    try:
+        if args.model != "all":
+            run(args.model, dataset, real, args)
+        elif train_both(dataset, real, args) != 0:
+            print("error: the generator's training process failed (see above)", file=sys.stderr)
+            return 1
+    except DataError as error:  # a checkpoint or plot that cannot be written; the old one is kept
+        print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"done in {time.time() - start:.1f} s")
     return 0

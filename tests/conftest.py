@@ -22,9 +22,10 @@ def trained(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(trained):
-    """The real server.py on a free port, serving the tiny models."""
+    """The real server.py on a free port, serving the tiny models, with no cache of answers."""
     process = subprocess.Popen(
         [sys.executable, "-u", "server.py", "--port", "0", "--device", "cpu",
+         "--cache", "0",  # every answer from the batcher and the model, so that tests see them, not the cache
          "--quiet",  # a log nobody reads would fill the pipe
          "--classifier", str(trained / "classifier.pt"), "--generator", str(trained / "generator.pt")],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from data import Dataset, fold, in_split, learn_lengths, load_dataset, load_real_names
-from evaluate import DISTINCT_SHARE, MAX_DRAWS, SAMPLING_GRID, case_agreement, classifier_score, generator_nlls
+from evaluate import case_agreement, classifier_score, generator_nlls
+from fitting import DISTINCT_SHARE, MAX_DRAWS, SAMPLING_GRID
 from helpers import ROOT, like_a_terminal, run
 from model import CLASSIFIER_PATH, GENERATOR_PATH, N_TOKENS, classify, load_checkpoint, load_model
 from data import draw_share, generator_examples
@@ -73,6 +74,25 @@ def test_calibration_lowers_validation_nll_and_is_stored(trained):
     assert 0 < checkpoint["sure_threshold"] <= 1
     for key in ("test", "real"):
         assert 0 <= checkpoint["metrics"][key]["classifier"]["ece"] <= 1
+
+
+def test_answers_marked_sure_were_right_95_percent_of_the_time_on_validation_names(trained):
+    """README's promise, on the trained model: the sure threshold is the lowest at which answers on the validation
+    names (the data set's and the real ones, which it was fitted on) were right at least 95% of the time."""
+    threshold = load_checkpoint(trained / "classifier.pt", "classifier")["sure_threshold"]
+    model, _ = load_model(trained / "classifier.pt", "classifier")
+    dataset = load_dataset()
+    examples = dataset.split("validation") + in_split(load_real_names(dataset), "validation")
+    confidence, guess = classify(model, [name for name, _ in examples]).exp().max(1)
+    right = (guess == torch.tensor([label for _, label in examples])).double()
+    sure = confidence >= threshold
+    if sure.any():
+        assert right[sure].mean() >= 0.95
+    order = confidence.argsort(descending=True)
+    precision = right[order].cumsum(0) / torch.arange(1, len(order) + 1)  # of the answers down to each one
+    ranked = confidence[order]
+    threshold_here = torch.cat((ranked[1:] < ranked[:-1], torch.tensor([True])))  # a threshold takes ties together
+    assert (precision[~sure[order] & threshold_here] < 0.95).all()  # any lower threshold would break the promise
 
 
 def test_the_letter_counts_share_is_the_one_with_the_best_validation_score(trained):
@@ -247,6 +267,17 @@ def test_predict_json_from_stdin_keeps_order_and_reports_bad_lines(trained):
     assert abs(records[4]["result"][0][0] - float(best.group(1))) < 0.006
 
 
+def test_predict_answers_the_good_names_and_says_each_bad_one_in_a_line(trained):
+    result = run("predict.py", "--checkpoint", str(trained / "classifier.pt"), "Hinton", "1234", "Tanaka", "",
+                 "x" * 60)
+    assert result.returncode == 2
+    assert [line for line in result.stdout.splitlines() if line.startswith(">")] == ["> Hinton", "> Tanaka"]
+    assert len([line for line in result.stdout.splitlines() if LINE.match(line)]) == 6
+    errors = result.stderr.splitlines()
+    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+    assert "'1234'" in errors[0] and "''" in errors[1] and "at most 50 characters" in errors[2]
+
+
 def test_predict_errors(trained, tmp_path):
     missing = run("predict.py", "--checkpoint", str(tmp_path / "none.pt"), "Hinton")
     assert missing.returncode == 1 and "python train.py" in missing.stderr
@@ -331,6 +362,41 @@ def test_samples_are_no_longer_than_the_languages_longest_name_but_keep_a_longer
     kept = run("sample.py", "--checkpoint", generator, "Vietnamese", "--prefix", long_prefix, "-n", "2", "--seed", "1",
                "--known")
     assert kept.stdout.splitlines() == [long_prefix] * 2
+
+
+def test_sample_draws_afresh_without_a_seed_and_apart_with_two(trained):
+    generator = str(trained / "generator.pt")
+    unseeded = [run("sample.py", "--checkpoint", generator, "Russian", "-n", "5", "--temperature", "1.5").stdout
+                for _ in range(2)]
+    assert unseeded[0] != unseeded[1]
+    seeded = [run("sample.py", "--checkpoint", generator, "Russian", "-n", "5", "--seed", seed).stdout
+              for seed in ("1", "2")]
+    assert seeded[0] != seeded[1] and all(len(names.splitlines()) == 5 for names in seeded)
+
+
+def test_sample_defaults_to_the_temperature_and_top_k_its_checkpoint_holds(trained, tmp_path):
+    checkpoint = load_checkpoint(trained / "generator.pt", "generator")
+    checkpoint.update(temperature=1.9, top_k=2)  # neither a default of sample.py's nor of the grid's
+    torch.save(checkpoint, tmp_path / "generator.pt")
+
+    def names(*flags):
+        result = run("sample.py", "--checkpoint", str(tmp_path / "generator.pt"), "Italian", "-n", "8", "--seed",
+                     "4", "--known", *flags)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert names() == names("--temperature", "1.9", "--top-k", "2")
+    assert names() != names("--temperature", "0.5", "--top-k", "2")
+    assert names() != names("--temperature", "1.9", "--top-k", "0")
+
+
+def test_a_generator_without_letter_counts_trains_and_answers(tmp_path):
+    result = run("train.py", "--model", "generator", "--dry-run", "--hidden-size", "16", "--count-order", "0",
+                 "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert float(load_checkpoint(tmp_path / "generator.pt", "generator")["state_dict"]["counts_share"]) == 0
+    names = run("sample.py", "--checkpoint", str(tmp_path / "generator.pt"), "German", "-n", "3", "--seed", "1")
+    assert names.returncode == 0 and len(names.stdout.splitlines()) == 3
 
 
 def test_sample_errors(trained, tmp_path):

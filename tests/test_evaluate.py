@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from counts import LetterCounts
-from evaluate import (count_letters, expected_calibration_error, fit_temperature, mean_recall, naive_bayes, reliability,
-                      scores, sure_threshold)
+from evaluate import count_letters, expected_calibration_error, mean_recall, naive_bayes, reliability, scores
+from fitting import fit_temperature, sure_threshold
 from model import N_TOKENS, generator_batch
 from data import class_weights
 
@@ -70,6 +70,15 @@ def test_sure_threshold_reaches_the_precision_asked():
     assert right[sure].double().mean() >= 0.9
     assert 0.1 < sure.double().mean() < 0.9  # neither nothing nor everything
     assert sure_threshold(log_probs, torch.ones(1000, dtype=torch.long), precision=0.99) == 1.0
+
+
+def test_the_sure_threshold_never_splits_answers_of_the_same_probability():
+    """A name listed under two languages gets one answer, right for one and wrong for the other: a threshold at
+    their probability marks both sure. 0.9 (right), then 0.8 twice (right, wrong): at 0.8, 2 of 3 are right."""
+    log_probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.8, 0.2]]).log()
+    truth = torch.tensor([0, 0, 1])
+    assert sure_threshold(log_probs, truth, precision=0.75) == pytest.approx(0.9)
+    assert sure_threshold(log_probs, truth, precision=0.6) == pytest.approx(0.8)
 
 
 def test_class_weights_keep_the_data_sets_balance_whatever_real_names_add():

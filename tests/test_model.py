@@ -1,6 +1,6 @@
 import argparse
+import itertools
 import math
-import string
 
 import pytest
 import torch
@@ -8,12 +8,13 @@ import torch.nn.functional as F
 
 from answers import NearestNames, answers, explanations, log_odds
 from counts import LetterCounts
-from data import (ALPHABET, LETTER_INDEX, Dataset, case_pattern, learn_casing, learn_lengths, pad_batch,
-                  write_as_data_set)
-from evaluate import fit_counts_share, generator_nlls, scored_batches
+from data import (ALPHABET, LETTER_INDEX, Dataset, case_pattern, learn_casing, learn_lengths, write_as_data_set)
+from evaluate import generator_nlls, scored_batches
+from fitting import fit_counts_share
 from helpers import mix_in_counts
-from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, RNNCell, classify, beam_search,
-                   generator_batch, invent, ngram_ids, load_checkpoint, load_model, sample, save_checkpoint, unroll,
+from model import (EOS, N_TOKENS, SOS, CheckpointError, Classifier, Generator, GRUCell, RNNCell, TutorialCell, classify,
+                   beam_search,
+                   generator_batch, invent, load_checkpoint, load_model, sample, save_checkpoint, unroll,
                    device_of, make_checkpoint, parse_device)
 
 NAMES = ["Li", "Hinton", "Abramovich-Smith", "O'Neil", "Nakamura", "Xu", "de la Cruz"]
@@ -40,7 +41,7 @@ def test_the_classifier_reads_the_whole_name_in_both_directions():
     model = Classifier(len(ALPHABET), 5, hidden_size=16).eval()
     names = ["Abcdefgh", "Xy", "Hinton"]
     with torch.no_grad():
-        states = model.state(*model.encode(names)[:2])
+        states = model.state(*model.encode(names))
         for row, name in enumerate(names):
             for direction, text in ((0, name.lower()), (1, name.lower()[::-1])):
                 h = torch.zeros(1, 16)
@@ -232,12 +233,19 @@ def test_invent_keeps_names_apart_within_a_language_only():
     with torch.no_grad():
         model.i2h_language.weight.zero_()
         model.i2o_language.weight.zero_()
-    greedy = beam_search(model, 0, "o'", 1, max_length=12)[0][0]
+    greedy = sample(model, 0, ["o'"], 1.0, top_k=1, max_length=12)[0][0]
     names = invent(model, torch.tensor([2, 0, 0]), ["o'"] * 3, 1.0, "'", 1, 12, seed=0, avoid=set())
     assert names == [write_as_data_set(greedy, "'")] * 2 + [None]
 
 
 def test_invent_avoids_repeats_and_writes_names_as_the_data_set_does():
+    model = make_generator()
+    with torch.no_grad():  # a model that can write only two names, "A" and "B": it ends every name after one letter
+        model.o2o.weight.zero_()
+        model.o2o.bias.fill_(-50).index_fill_(0, torch.tensor([LETTER_INDEX["a"], LETTER_INDEX["b"]]), 10)
+        model.o2o.bias[EOS] = 50
+    for seed in range(20):  # two drawn alone would be the same name half the time
+        assert sorted(invent(model, 1, ["", ""], 1.0, top_k=2, seed=seed, candidates=16)) == ["A", "B"]
     model = make_generator()
     names = invent(model, 1, ["r"] * 4, 1.5, capital_after="'", seed=0)
     assert len(set(names)) == 4 and all(n.startswith("R") for n in names)
@@ -259,15 +267,22 @@ def test_novel_names_avoid_the_known_ones_and_come_back_fewer_when_there_are_non
 
 
 @pytest.mark.parametrize("language", range(4))
-def test_a_beam_of_five_never_does_worse_than_greedy(language):
+def test_a_beam_finds_the_likeliest_short_names_that_brute_force_finds(language):
+    """Every name of at most 3 letters that a beam may write, scored as the beam scores it (capitals and the start
+    token ruled out, nothing renormalised), ranked: the beam's five are the five best, with their scores."""
     model = make_generator()
-    for letter in string.ascii_lowercase:
-        beam = beam_search(model, language, letter, 5)
-        greedy = beam_search(model, language, letter, 1)
-        assert len(beam) == 5 and len({name for name, _ in beam}) == 5
-        assert [score for _, score in beam] == sorted((score for _, score in beam), reverse=True)
-        assert all(name.startswith(letter) for name, _ in beam)
-        assert beam[0][1] >= greedy[0][1] - 1e-5  # the same name may be scored in batches of 1 and 5
+    letters = [LETTER_INDEX[c] for c in ALPHABET if not c.isupper()]
+    names = ["".join(ALPHABET[i] for i in combo) for n in (1, 2, 3) for combo in itertools.product(letters, repeat=n)]
+    inputs, targets = generator_batch(names)
+    with torch.no_grad():
+        log_probs = model(torch.full((len(names),), language), inputs)
+    log_probs[..., [SOS, *(LETTER_INDEX[c] for c in ALPHABET if c.isupper())]] = -math.inf
+    scored = targets >= 0
+    totals = (log_probs.gather(2, targets.clamp(min=0)[..., None])[..., 0] * scored).sum(1)
+    best = totals.topk(5)
+    beam = beam_search(model, language, "", 5, max_length=3)
+    assert [name for name, _ in beam] == [names[i] for i in best.indices.tolist()]
+    assert [score for _, score in beam] == pytest.approx(best.values.tolist(), abs=1e-4)
 
 
 def test_beam_log_probabilities_are_the_models_own():
@@ -281,10 +296,14 @@ def test_beam_log_probabilities_are_the_models_own():
         assert score == pytest.approx(float(picked.sum()), abs=1e-4)
 
 
-def test_top_k_of_one_is_greedy():
+def test_top_k_of_one_is_greedy_and_no_likelier_than_the_likeliest_name():
     model = make_generator()
     drawn = sample(model, 3, ["k"] * 3, 1.0, top_k=1, rng=torch.Generator().manual_seed(0))
-    assert {name for name, _ in drawn} == {beam_search(model, 3, "k", 1)[0][0]}
+    assert len({name for name, _ in drawn}) == 1  # the likeliest letter every time: one name
+    inputs, targets = generator_batch([drawn[0][0]])
+    with torch.no_grad():
+        greedy = float(model(torch.tensor([3]), inputs)[0, 1:].gather(1, targets[0, 1:, None]).sum())
+    assert beam_search(model, 3, "k", 1)[0][1] >= greedy - 1e-5
 
 
 def test_no_name_is_shorter_than_the_languages_shortest():
@@ -309,11 +328,46 @@ def test_casing_is_learnt_from_how_the_data_set_writes_each_language():
     assert case_pattern("O'Neil") == "X'Xxxx"
 
 
-def test_the_tanh_cell_is_the_tutorials_recurrence():
+def test_the_tutorial_cell_is_i2h_of_input_and_hidden_side_by_side_and_rnn_adds_a_tanh():
+    """`hidden = i2h(cat(input, hidden))` with a one-hot input: the input's columns of i2h are an embedding row."""
     torch.manual_seed(0)
-    cell = RNNCell(6)
-    x, h = torch.randn(3, 6), torch.randn(3, 6)
-    torch.testing.assert_close(cell(x, h), torch.tanh(x + h @ cell.h2h.weight.T + cell.h2h.bias))
+    model = Classifier(len(ALPHABET), 5, hidden_size=6, cell="tutorial", directions=1, one_case=False).eval()
+    embedding, cell = model.i2h[0], model.cells[0]
+    i2h = torch.cat((embedding.weight[:len(ALPHABET)].T, cell.h2h.weight), dim=1)  # (H, letters + H), one Linear
+    letters, h = torch.tensor([3, 0, 41]), torch.randn(3, 6)
+    one_hot = F.one_hot(letters, len(ALPHABET)).float()
+    expected = torch.cat((one_hot, h), dim=1) @ i2h.T + cell.h2h.bias
+    torch.testing.assert_close(cell(embedding(letters), h), expected)
+    tanh = RNNCell(6)
+    tanh.load_state_dict(cell.state_dict())
+    torch.testing.assert_close(tanh(embedding(letters), h), torch.tanh(expected))
+
+
+def test_rung_0_trains_as_the_tutorials_networks_do():
+    """A few steps of each model at the ladder's rung 0: its cell, one direction, letters as written, plain NLL."""
+    from bench import GENERATOR_RUNGS, TUTORIAL_CLASSIFIER
+    from data import load_training_data
+    from train import CLASSIFIER, GENERATOR, train_classifier, train_generator
+    dataset, real = load_training_data()
+    validation = dataset.split("validation")[:300]
+    classifier_settings = {**CLASSIFIER, **TUTORIAL_CLASSIFIER, "hidden_size": 32}
+    torch.manual_seed(0)
+    untrained = Classifier(len(ALPHABET), 18, hidden_size=32, cell="tutorial", directions=1, one_case=False).eval()
+    model, history = train_classifier(dataset, real, classifier_settings, torch.device("cpu"), 0, 30, log=str)
+    assert isinstance(model.cells[0], TutorialCell) and len(model.cells) == 1 and not model.one_case
+    assert history["steps"] == 30 and all(weight == 1.0 for _, _, weight in history["examples"])  # the data set only
+
+    def nll(classifier):
+        truth = torch.tensor([label for _, label in validation])
+        return float(F.nll_loss(classify(classifier, [name for name, _ in validation]), truth))
+
+    assert nll(model) < nll(untrained) - 0.5
+    generator_settings = {**GENERATOR, **GENERATOR_RUNGS[0][1], "hidden_size": 32}
+    torch.manual_seed(0)
+    untrained = Generator(N_TOKENS, 18, hidden_size=32, cell="tutorial").eval()
+    model, history = train_generator(dataset, real, generator_settings, torch.device("cpu"), 0, 30, log=str)
+    assert isinstance(model.cell, TutorialCell) and history["steps"] == 30
+    assert generator_nlls(model, validation)[0] < generator_nlls(untrained, validation)[0] - 0.5
 
 
 def test_the_classifier_reads_any_letter_case_alike():
@@ -397,7 +451,7 @@ def test_unreadable_or_missing_checkpoint_is_one_clear_error(tmp_path):
 
 def tiny_index():
     torch.manual_seed(0)
-    model = Classifier(len(ALPHABET), 3, hidden_size=12, ngram_buckets=32).eval()
+    model = Classifier(len(ALPHABET), 3, hidden_size=12).eval()
     names = ["Ivanov", "Hinton", "Nakamura", "Rossi", "Smith", "Kowalski", "Li", "Schmidt", "Tanaka", "Petrov"]
     dataset = Dataset(["a", "b", "c"], [(name, i % 3) for i, name in enumerate(names)])
     known = NearestNames(model, dataset)
@@ -468,30 +522,6 @@ def test_unroll_is_the_cells_steps_one_letter_at_a_time(cell_type):
         torch.testing.assert_close(states[:, t], state)
 
 
-def test_ngram_ids_mark_the_edges_and_pad_past_the_end():
-    letters, lengths = pad_batch(["ab", "b", ""])
-    ids = ngram_ids(letters, lengths, 1000)
-    assert ids.shape == (3, 4 + 3 + 2 + 1)  # pieces of the longest marked name, ^ab$
-    counts = (ids < 1000).sum(1).tolist()
-    assert counts == [4 + 3 + 2 + 1, 3 + 2 + 1, 2 + 1]  # ^b$ has 6 pieces, ^$ has 3
-    assert ((0 <= ids) & (ids <= 1000)).all()
-    assert ids[0, 2] == ids[1, 1]  # the unigram b, wherever it stands
-    assert ids[0, 3] == ids[1, 2] == ids[2, 1]  # the end mark $
-    alone = ngram_ids(*pad_batch(["b"]), 1000)
-    assert sorted(alone[alone < 1000].tolist()) == sorted(ids[1][ids[1] < 1000].tolist())
-
-
-def test_the_ngram_scores_are_the_sum_of_the_names_rows_and_the_padding_row_learns_nothing():
-    torch.manual_seed(0)
-    model = Classifier(len(ALPHABET), 5, hidden_size=8, ngram_buckets=64).eval()
-    torch.nn.init.normal_(model.ngrams.weight)
-    letters, lengths, grams = model.encode(["Hinton", "Li"])
-    expected = model.ngrams.weight[grams].sum(1) - model.ngrams.weight[64] * (grams == 64).sum(1, keepdim=True)
-    torch.testing.assert_close(model.ngrams(grams), expected)
-    model(letters, lengths, grams).sum().backward()
-    assert model.ngrams.weight.grad[grams[0, 0]].any() and not model.ngrams.weight.grad[64].any()
-
-
 def test_letter_dropout_hides_whole_letters_whose_stand_in_row_stays_zero():
     torch.manual_seed(0)
     model = Classifier(len(ALPHABET), 5, hidden_size=8, dropout=0.0, letter_dropout=1.0).train()
@@ -504,14 +534,18 @@ def test_letter_dropout_hides_whole_letters_whose_stand_in_row_stays_zero():
     assert not torch.allclose(*model(*model.encode(["Hinton", "Qwerty"])))
 
 
-def test_the_device_flag_takes_auto_cpu_cuda_and_mps_and_refuses_what_is_not_here():
+def test_the_device_flag_takes_auto_cpu_cuda_and_mps_and_refuses_what_is_not_here(monkeypatch):
     assert parse_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    assert parse_device("auto").type == expected
-    for missing in ["cuda", "cuda:0", "mps"]:
-        if parse_device("auto").type == "cpu":
-            with pytest.raises(argparse.ArgumentTypeError, match=f"'{missing}' is not available"):
-                parse_device(missing)
+    for cuda, mps, expected in ((True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"),
+                                (False, False, "cpu")):  # auto: CUDA, then MPS, then the CPU
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: int(cuda))
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+        assert parse_device("auto") == torch.device(expected)
+    for missing in ["cuda", "cuda:0", "mps"]:  # none of either, as patched last
+        with pytest.raises(argparse.ArgumentTypeError, match=f"'{missing}' is not available"):
+            parse_device(missing)
+    monkeypatch.undo()
     with pytest.raises(argparse.ArgumentTypeError, match=f"'cuda:{torch.cuda.device_count()}' is not available"):
         parse_device(f"cuda:{torch.cuda.device_count()}")
     for unknown in ["tpu", "gpu", "cuda:x", ""]:
@@ -519,15 +553,20 @@ def test_the_device_flag_takes_auto_cpu_cuda_and_mps_and_refuses_what_is_not_her
             parse_device(unknown)
 
 
-def test_a_checkpoint_holds_cpu_tensors_and_loads_onto_a_device_with_the_same_answers(tmp_path):
+ACCELERATOR = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else None
+
+
+@pytest.mark.skipif(ACCELERATOR is None, reason="no CUDA or MPS device here: a model built on the CPU would pass "
+                    "without make_checkpoint's .cpu(); this runs where one is")
+def test_a_checkpoint_made_on_a_device_holds_cpu_tensors_and_answers_the_same_there_and_on_the_cpu(tmp_path):
     torch.manual_seed(0)
-    args = {"n_letters": len(ALPHABET), "n_languages": 3, "hidden_size": 8, "ngram_buckets": 64}
-    model = Classifier(**args).eval()
+    args = {"n_letters": len(ALPHABET), "n_languages": 3, "hidden_size": 8}
+    model = Classifier(**args).to(ACCELERATOR).eval()
     mix_in_counts(model)
     path = tmp_path / "c.pt"
     save_checkpoint(make_checkpoint("classifier", model, args, ["a", "b", "c"], sure_threshold=0.9), path)
-    stored = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    assert all(tensor.device.type == "cpu" for tensor in stored.values())
-    rebuilt, _ = load_model(path, "classifier", torch.device("cpu"))
-    assert device_of(rebuilt).type == "cpu"
-    torch.testing.assert_close(classify(rebuilt, NAMES), classify(model, NAMES))
+    stored = torch.load(path, map_location=ACCELERATOR, weights_only=True)["state_dict"]
+    assert all(tensor.device.type == "cpu" for tensor in stored.values())  # stored on the CPU whatever the loader
+    on_cpu, _ = load_model(path, "classifier", torch.device("cpu"))
+    assert device_of(on_cpu).type == "cpu"
+    torch.testing.assert_close(classify(on_cpu, NAMES), classify(model, NAMES), atol=1e-4, rtol=0)

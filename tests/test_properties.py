@@ -1,6 +1,8 @@
 """Properties that must hold for any input, searched for with hypothesis rather than listed by hand."""
 import io
 import json
+import random
+import string
 import sys
 
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import strategies as st
 
 import predict
 import data
-from data import ALPHABET, MAX_NAME_LENGTH, DataError, in_split, normalise, split_of, usable_name
+from data import ALPHABET, MAX_NAME_LENGTH, DataError, in_split, normalise, usable_name
 from helpers import mix_in_counts
 from model import Classifier, classify
 
@@ -45,12 +47,20 @@ def test_names_returned_as_they_are_are_what_transliteration_gives(text):
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(names, min_size=1, max_size=30))
-def test_the_split_puts_every_name_in_exactly_one_split(batch):
-    pairs = [(normalise(name), 0) for name in batch]
+def test_the_split_puts_every_name_in_exactly_one_split_whatever_its_language(batch):
+    pairs = [(normalise(name), language) for name in batch for language in (0, 1)]
     parts = [in_split(pairs, which) for which in SPLITS]
-    assert sum(len(part) for part in parts) == len(pairs)
-    for name, _ in pairs:
-        assert [which for which, part in zip(SPLITS, parts) if (name, 0) in part] == [split_of(name)]
+    assert sorted(pair for part in parts for pair in part) == sorted(pairs)  # all of them, each once
+    for part in parts:  # a name listed under two languages is in one split under both
+        assert {(name, 1) for name, language in part if language == 0} <= set(part)
+
+
+def test_the_splits_take_a_tenth_a_tenth_and_the_rest_of_any_names():
+    rng = random.Random(0)
+    made_up = [(f"{rng.choice(string.ascii_uppercase)}{rng.random():.12f}".replace(".", "x"), 0) for _ in range(20_000)]
+    shares = {which: len(in_split(made_up, which)) / len(made_up) for which in SPLITS}
+    assert shares["test"] == pytest.approx(0.1, abs=0.01) and shares["validation"] == pytest.approx(0.1, abs=0.01)
+    assert shares["train"] == pytest.approx(0.8, abs=0.015)
 
 
 MODEL = None
@@ -60,7 +70,7 @@ def tiny_model() -> Classifier:
     global MODEL
     if MODEL is None:
         torch.manual_seed(0)
-        MODEL = Classifier(len(ALPHABET), 6, hidden_size=12, ngram_buckets=64).eval()
+        MODEL = Classifier(len(ALPHABET), 6, hidden_size=12).eval()
         mix_in_counts(MODEL)
     return MODEL
 
