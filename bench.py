@@ -53,7 +53,8 @@ def check(label: str, value: float, target: str, ok: bool | None = None) -> None
 def size() -> None:
     heading("Size")
     lines = {path.name: len(path.read_text().splitlines()) for path in ROOT.glob("*.py")}
-    words = {path.name: len(path.read_text().split()) for path in [ROOT / "README.md", *ROOT.glob("docs/*.md")]}
+    words = {path.name: len(path.read_text().split()) for path in [ROOT / "README.md", *ROOT.glob("docs/*.md")]
+             if path.name != "ladder.md"}  # which the ladder writes
     check("non-test Python lines (top-level .py files)", sum(lines.values()), "<= 2,950", sum(lines.values()) <= 2950)
     check("train.py lines", lines["train.py"], "<= 300", lines["train.py"] <= 300)
     readme = words.pop("README.md")

@@ -7,7 +7,7 @@
     python predict.py --explain Hinton       # which letters decided it, and known names it is like
 
 Lists of any length stream: names are read, answered and written a chunk at a time, in
-constant memory, and the first answers come at once.
+flat memory, and the first answers come at once.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from answers import NearestNames, answers, explanation_lines, explanations, run_
 from data import DEFAULT_TOP, ArgumentParser, DataError, usable_name
 from model import CLASSIFIER_PATH, Classifier, add_device_argument, classify, load_model
 
-CHUNK = 8192  # names answered in one batched pass before their lines are written
+FIRST_CHUNK, CHUNK = 2048, 65536  # names answered in one batched pass before their lines are written: see chunks
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -103,10 +103,14 @@ def read_names(names: list[str]) -> Iterator[str]:
             yield name.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
 
 
-def chunks(items: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(items)
+def chunks(items: Iterable, first: int, largest: int) -> Iterator[list]:
+    """Lists of items read as they are needed, the first of `first`, each next one twice the last up to `largest`: the
+    first answers come at once, and the later chunks are large enough that sorting their names by length saves as
+    much padding as sorting the whole list would."""
+    iterator, size = iter(items), first
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
+        size = min(2 * size, largest)
 
 
 def answer_chunk(model: Classifier, checkpoint: dict, names: list[str], top: int,
@@ -150,7 +154,7 @@ def write_answers(args: argparse.Namespace, model: Classifier, checkpoint: dict)
     first = list(itertools.islice(names, 2))
     headed = len(first) > 1  # several names: each answer under its name
     status = 0
-    for chunk in chunks(itertools.chain(first, names), CHUNK):
+    for chunk in chunks(itertools.chain(first, names), FIRST_CHUNK, CHUNK):
         for name, record in zip(chunk, answer_chunk(model, checkpoint, chunk, args.top or DEFAULT_TOP, known)):
             if args.json:
                 sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -193,7 +197,7 @@ def write_csv(args: argparse.Namespace, model: Classifier, checkpoint: dict) -> 
         writer.writerow(header + ["language", "log_probability", "sure", "error"]
                         + [f"{column}_{k}" for k in range(2, top + 1) for column in ("language", "log_probability")])
         progress = Progress(source, args.progress)
-        for chunk in chunks(rows, CHUNK):
+        for chunk in chunks(rows, FIRST_CHUNK, CHUNK):
             chunk = [row + [""] * (len(header) - len(row)) for row in chunk]  # a short row's answer still lines up
             for row, record in zip(chunk, answer_chunk(model, checkpoint, [row[at] for row in chunk], top)):
                 result = record.get("result", [])

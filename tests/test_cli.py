@@ -17,8 +17,25 @@ from helpers import ROOT, like_a_terminal, run
 from model import CLASSIFIER_PATH, GENERATOR_PATH, N_TOKENS, classify, load_checkpoint, load_model
 from data import draw_share, generator_examples
 from train import fit
+import sample
 
 LINE = re.compile(r"^\((-?\d+\.\d\d)\) ([A-Z][a-z]+)(  \((sure|not sure)\))?$")
+
+
+def in_process(script, capsys, *argv: str) -> subprocess.CompletedProcess:
+    """A script's main run in this process, as `run` runs it in another: no torch import per run."""
+    try:
+        status = script.main([str(arg) for arg in argv])
+    except SystemExit as stop:  # argparse's errors
+        status = stop.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, status, out, err)
+
+
+def sample_names(checkpoint, capsys, *argv: str) -> list[str]:
+    result = in_process(sample, capsys, "--checkpoint", checkpoint, *argv)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
 
 
 def test_training_writes_checkpoints_and_plots(trained):
@@ -296,58 +313,65 @@ def test_predict_does_not_import_matplotlib(trained):
     assert result.stdout.splitlines()[-1] == "False"
 
 
-def test_sample_one_name_per_start_letter(trained):
+def test_sample_one_name_per_start_letter(trained, capsys):
     generator = str(trained / "generator.pt")
-    result = run("sample.py", "--checkpoint", generator, "russian", "RUS", "--seed", "1", "--max-length", "12")
+
+    def sampled(*argv):
+        return in_process(sample, capsys, "--checkpoint", generator, *argv)
+
+    result = sampled("russian", "RUS", "--seed", "1", "--max-length", "12")
     assert result.returncode == 0, result.stderr
     names = result.stdout.splitlines()
     assert [n[0] for n in names] == ["R", "U", "S"]
     assert all(1 <= len(n) <= 12 for n in names)
-    again = run("sample.py", "--checkpoint", generator, "Russian", "RUS", "--seed", "1", "--max-length", "12")
+    again = sampled("Russian", "RUS", "--seed", "1", "--max-length", "12")
     assert again.stdout == result.stdout
-    greedy = run("sample.py", "--checkpoint", generator, "Russian", "rrr", "--greedy").stdout.splitlines()
+    greedy = sampled("Russian", "rrr", "--greedy").stdout.splitlines()
     assert len(greedy) == 1 and BEAM_LINE.match(greedy[0]).group(2)[0] == "R"  # one greedy name per distinct letter
-    assert greedy == run("sample.py", "--checkpoint", generator, "Russian", "R", "--beam", "1").stdout.splitlines()
-    free = run("sample.py", "--checkpoint", generator, "Japanese", "-n", "4", "--seed", "2").stdout.splitlines()
+    assert greedy == sampled("Russian", "R", "--beam", "1").stdout.splitlines()
+    free = sampled("Japanese", "-n", "4", "--seed", "2").stdout.splitlines()
     assert len(free) == 4 and all(n[0].isupper() for n in free)
-    shouted = run("sample.py", "--checkpoint", generator, "RUSSIAN", "rus", "--seed", "1", "--max-length", "12")
+    shouted = sampled("RUSSIAN", "rus", "--seed", "1", "--max-length", "12")
     assert shouted.stdout == result.stdout  # any letter case in, the same names out
 
 
 BEAM_LINE = re.compile(r"^\((-\d+\.\d\d)\) (\S.*)$")
 
 
-def test_sample_prefix_novel_beam_and_top_k(trained):
+def test_sample_prefix_novel_beam_and_top_k(trained, capsys):
     generator = str(trained / "generator.pt")
-    prefixed = run("sample.py", "--checkpoint", generator, "Russian", "--prefix", "iVA", "-n", "4", "--seed", "3")
+
+    def sampled(*argv):
+        return in_process(sample, capsys, "--checkpoint", generator, *argv)
+
+    prefixed = sampled("Russian", "--prefix", "iVA", "-n", "4", "--seed", "3")
     assert prefixed.returncode == 0, prefixed.stderr
     names = prefixed.stdout.splitlines()
     assert len(names) == 4 and all(name.startswith("Iva") for name in names)
-    assert names == run("sample.py", "--checkpoint", generator, "Russian", "--prefix", "Iva", "-n", "4", "--seed",
-                        "3").stdout.splitlines()
+    assert names == sampled("Russian", "--prefix", "Iva", "-n", "4", "--seed", "3").stdout.splitlines()
     dataset = load_dataset()
     known = set(load_checkpoint(generator, "generator")["known_names"])  # the data set and the real names it trained on
     data_set = {fold(name) for name, _ in dataset.pairs}
     real_train = {fold(name) for name, _ in in_split(load_real_names(dataset), "train")}
     assert data_set <= known <= data_set | real_train and known - data_set
-    novel = run("sample.py", "--checkpoint", generator, "Italian", "-n", "20", "--seed", "4")  # new names by default
+    novel = sampled("Italian", "-n", "20", "--seed", "4")  # new names by default
     assert novel.returncode == 0 and novel.stdout.splitlines()
     assert not {fold(name) for name in novel.stdout.splitlines()} & known
-    greedy_known = run("sample.py", "--checkpoint", generator, "Russian", "I", "--top-k", "1", "--known")
+    greedy_known = sampled("Russian", "I", "--top-k", "1", "--known")
     assert greedy_known.returncode == 0 and len(greedy_known.stdout.splitlines()) == 1
-    beam = run("sample.py", "--checkpoint", generator, "Irish", "O", "--beam", "4").stdout.splitlines()
+    beam = sampled("Irish", "O", "--beam", "4").stdout.splitlines()
     scores = [float(BEAM_LINE.match(line).group(1)) for line in beam]
     names = [BEAM_LINE.match(line).group(2) for line in beam]
     assert len(beam) == 4 and scores == sorted(scores, reverse=True) and len(set(names)) == 4
     assert all(name.startswith("O") for name in names)
-    greedy = BEAM_LINE.match(run("sample.py", "--checkpoint", generator, "Irish", "O", "--greedy").stdout).group(2)
-    top_one = run("sample.py", "--checkpoint", generator, "Irish", "OOO", "--top-k", "1", "--seed", "5", "--known")
-    assert top_one.stdout.splitlines() == [greedy] * 3  # drawing from the likeliest letter alone is greedy decoding
+    assert sampled("Irish", "O", "--greedy").stdout.splitlines() == beam[:1]
+    top_one = sampled("Irish", "OOO", "--top-k", "1", "--seed", "5", "--known")
+    assert len(set(top_one.stdout.splitlines())) == 1  # the likeliest letter each time: greedy decoding, one name
     top_k = load_checkpoint(trained / "generator.pt", "generator")["top_k"]
-    default = run("sample.py", "--checkpoint", generator, "German", "-n", "12", "--seed", "6").stdout
-    assert default == run("sample.py", "--checkpoint", generator, "German", "-n", "12", "--seed", "6",
+    default = sampled("German", "-n", "12", "--seed", "6").stdout
+    assert default == sampled("German", "-n", "12", "--seed", "6",
                           "--top-k", str(top_k)).stdout  # the checkpoint's top-k unless one is given
-    assert default != run("sample.py", "--checkpoint", generator, "German", "-n", "12", "--seed", "6",
+    assert default != sampled("German", "-n", "12", "--seed", "6",
                           "--top-k", "1" if top_k != 1 else "2").stdout
 
 
@@ -364,26 +388,23 @@ def test_samples_are_no_longer_than_the_languages_longest_name_but_keep_a_longer
     assert kept.stdout.splitlines() == [long_prefix] * 2
 
 
-def test_sample_draws_afresh_without_a_seed_and_apart_with_two(trained):
-    generator = str(trained / "generator.pt")
-    unseeded = [run("sample.py", "--checkpoint", generator, "Russian", "-n", "5", "--temperature", "1.5").stdout
+
+
+def test_sample_draws_afresh_without_a_seed_and_apart_with_two(trained, capsys):
+    unseeded = [sample_names(trained / "generator.pt", capsys, "Russian", "-n", "5", "--temperature", "1.5")
                 for _ in range(2)]
     assert unseeded[0] != unseeded[1]
-    seeded = [run("sample.py", "--checkpoint", generator, "Russian", "-n", "5", "--seed", seed).stdout
-              for seed in ("1", "2")]
-    assert seeded[0] != seeded[1] and all(len(names.splitlines()) == 5 for names in seeded)
+    seeded = [sample_names(trained / "generator.pt", capsys, "Russian", "-n", "5", "--seed", seed) for seed in "12"]
+    assert seeded[0] != seeded[1] and all(len(names) == 5 for names in seeded)
 
 
-def test_sample_defaults_to_the_temperature_and_top_k_its_checkpoint_holds(trained, tmp_path):
+def test_sample_defaults_to_the_temperature_and_top_k_its_checkpoint_holds(trained, tmp_path, capsys):
     checkpoint = load_checkpoint(trained / "generator.pt", "generator")
     checkpoint.update(temperature=1.9, top_k=2)  # neither a default of sample.py's nor of the grid's
     torch.save(checkpoint, tmp_path / "generator.pt")
 
     def names(*flags):
-        result = run("sample.py", "--checkpoint", str(tmp_path / "generator.pt"), "Italian", "-n", "8", "--seed",
-                     "4", "--known", *flags)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
+        return sample_names(tmp_path / "generator.pt", capsys, "Italian", "-n", "8", "--seed", "4", "--known", *flags)
 
     assert names() == names("--temperature", "1.9", "--top-k", "2")
     assert names() != names("--temperature", "0.5", "--top-k", "2")
@@ -399,18 +420,22 @@ def test_a_generator_without_letter_counts_trains_and_answers(tmp_path):
     assert names.returncode == 0 and len(names.stdout.splitlines()) == 3
 
 
-def test_sample_errors(trained, tmp_path):
+def test_sample_errors(trained, tmp_path, capsys):
     generator = str(trained / "generator.pt")
-    unknown = run("sample.py", "--checkpoint", generator, "Klingon")
+
+    def sampled(*argv):
+        return in_process(sample, capsys, "--checkpoint", generator, *argv)
+
+    unknown = sampled("Klingon")
     assert unknown.returncode == 2 and "Russian" in unknown.stderr and unknown.stderr.count("\n") == 1
-    bad_letter = run("sample.py", "--checkpoint", generator, "Russian", "R2")
+    bad_letter = sampled("Russian", "R2")
     assert bad_letter.returncode == 2 and bad_letter.stderr.count("\n") == 1
-    missing = run("sample.py", "--checkpoint", str(tmp_path / "none.pt"), "Russian")
+    missing = in_process(sample, capsys, "--checkpoint", str(tmp_path / "none.pt"), "Russian")
     assert missing.returncode == 1 and "python train.py" in missing.stderr
     for flags in (["--temperature", "0"], ["--temperature", "1e-320"], ["--seed", str(2**64)], ["--prefix", "Iv4"],
                   ["--prefix", "Iva", "RUS"], ["--beam", "0"], ["--top-k", "-1"], ["-n", "0"], ["--prefix", "a" * 21],
                   ["--greedy", "--beam", "2"]):
-        bad = run("sample.py", "--checkpoint", generator, "Russian", *flags)
+        bad = sampled("Russian", *flags)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr, flags
 
 

@@ -17,6 +17,7 @@ NAMES = ["Hinton", "Nakamura", "", "Ivanov", "Hinton", "12", "Schmidt", "O'Brien
 
 
 def json_lines(trained, names, monkeypatch, capsys, chunk: int) -> list[dict]:
+    monkeypatch.setattr(predict, "FIRST_CHUNK", chunk)
     monkeypatch.setattr(predict, "CHUNK", chunk)
     with names.open() as stdin:
         monkeypatch.setattr(sys, "stdin", stdin)
@@ -46,7 +47,7 @@ def test_answers_come_before_the_input_ends(trained):
     process = subprocess.Popen([sys.executable, "predict.py", "--checkpoint", str(trained / "classifier.pt"),
                                 "--json", "-"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
-        process.stdin.write(("Hinton\n" * predict.CHUNK).encode())
+        process.stdin.write(("Hinton\n" * predict.FIRST_CHUNK).encode())
         process.stdin.flush()
         first = json.loads(process.stdout.readline())
         assert first["name"] == "Hinton" and process.poll() is None  # still waiting for the rest
@@ -57,17 +58,18 @@ def test_answers_come_before_the_input_ends(trained):
     assert process.returncode == 0
 
 
-def test_chunks_hold_at_most_their_size_and_read_lazily():
+def test_chunks_grow_to_their_largest_and_read_lazily():
     read = []
 
     def names():
-        for k in range(10):
+        for k in range(12):
             read.append(k)
             yield k
 
-    chunks = predict.chunks(names(), 4)
-    assert next(chunks) == [0, 1, 2, 3] and read == [0, 1, 2, 3]  # nothing read ahead of the chunk in hand
-    assert list(chunks) == [[4, 5, 6, 7], [8, 9]]
+    chunks = predict.chunks(names(), 2, 4)
+    assert next(chunks) == [0, 1] and read == [0, 1]  # nothing read ahead of the chunk in hand
+    assert next(chunks) == [2, 3, 4, 5] and read == [0, 1, 2, 3, 4, 5]
+    assert list(chunks) == [[6, 7, 8, 9], [10, 11]]  # never larger than the largest
 
 
 CSV_TEXT = ('\ufeffid,surname,note\r\n1,Hinton,"a, b"\r\n2,"O\'Neil","say ""hi""\nthere"\r\n3,,empty\r\n'
