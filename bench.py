@@ -29,14 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from answers import NearestNames, explanations
 from data import classifier_examples, in_split, load_dataset, load_real_names, load_training_data
-from evaluate import (case_agreement, evaluate_classifier, expected_realism, generator_nlls, realism,
+from evaluate import (case_agreement, evaluate_classifier, expected_realism, generator_nll,
                       report_classifier, request_distinct, sample_quality, selection_score)
 from fitting import fit_classifier, fit_generator
 from model import Classifier, add_device_argument, build, classify, load_checkpoint
 from server import CACHE_SIZE
-from train import CLASSIFIER, GENERATOR
+from train import CLASSIFIER, GENERATOR, train_classifier, train_generator
 
 ROOT = Path(__file__).resolve().parent
 
@@ -63,7 +62,7 @@ def size() -> None:
 
 
 def classifier_figures(dataset, classifier, checkpoint: dict) -> None:
-    heading("Classifier: the test split and held-out real surnames, the network alone and naive Bayes beside it")
+    heading("Classifier: the test split and held-out real surnames, naive Bayes beside it")
     real = load_real_names(dataset)
     train = classifier_examples(dataset, real, checkpoint["settings"]["real_weight"])
     results = report_classifier(classifier, dataset, real, train, checkpoint["calibration"])[0]["metrics"]
@@ -86,9 +85,7 @@ def classifier_figures(dataset, classifier, checkpoint: dict) -> None:
 def generator_figures(dataset, classifier, checkpoint: dict) -> None:
     heading("Generator")
     metrics = checkpoint["metrics"]
-    check("test NLL, nats/char, first letter given: network alone", metrics["test_nll_network"], "(reported)")
-    check("test NLL, nats/char, first letter given: with the letter counts", metrics["test_nll"], "<= 1.60",
-          metrics["test_nll"] <= 1.60)
+    check("test NLL, nats/char, first letter given", metrics["test_nll"], "<= 1.60", metrics["test_nll"] <= 1.60)
     generator = build(checkpoint)
     casing, lengths, top_k, temperature = (checkpoint[key] for key in ("casing", "lengths", "top_k", "temperature"))
     known = set(checkpoint["known_names"])
@@ -106,10 +103,9 @@ def generator_figures(dataset, classifier, checkpoint: dict) -> None:
     check("a request of 100 new names: share that comes back, distinct", within, ">= 0.95", within >= 0.95)
     check("judged as the asked language", pooled["judged"], f">= the test balanced accuracy {balanced:.3f}",
           pooled["judged"] >= balanced)
-    found = realism(generator, dataset, in_split(load_real_names(dataset), "test"), known, temperature, top_k, lengths,
-                    per_language=4000)
-    shares = ", ".join(f"{language} {share:.4f}" for language, share in found["languages"].items())
-    check("realism at the defaults", found["mean"], f"({shares})")
+    found = expected_realism(generator, dataset, in_split(load_real_names(dataset), "test"), lengths,
+                             [(temperature, top_k)], [quality])[0]
+    check("realism at the defaults, exact (the test part)", found, f"({found:.4f})")
 
 
 def made_up_names(dataset, count: int) -> list[str]:
@@ -162,15 +158,6 @@ def name_list_figures(dataset, checkpoint: Path, device: str) -> None:
         low, high = (peak_memory(command + ["--json", "-"], path) for path in (small, lines))
         print(f"peak memory, --json -: {low:.0f} MB for 10,000 names, {high:.0f} MB for 1,000,000")
         check("peak memory, 1,000,000 names over 10,000", high / low, "<= 1.3", high / low <= 1.3)
-
-
-def explanation_figures(dataset, checkpoint: Path, device: str) -> None:
-    heading("Explanations")
-    classifier = build(load_checkpoint(checkpoint, "classifier"), device)
-    names = [name for name, _ in dataset.split("test")]
-    explained = explanations(classifier, names, NearestNames(classifier, dataset))
-    flat = sum(all(abs(score) < 0.05 for _, score in e["letters"]) for e in explained)
-    check("test names whose letter scores are all below 0.05", flat, "0", flat == 0)
 
 
 def load_client(base: str, paths: list[str], clients: int, seconds: float) -> dict:
@@ -263,7 +250,6 @@ GENERATOR_RUNGS = [
     ("letter counts", dict(count_order=6), "nll"),
     ("sampling defaults", dict(sampling_defaults=True), "realism"),
 ]
-AFTER_TRAINING = {"classifier": ("count_order", "calibrate"), "generator": ("count_order", "sampling_defaults")}
 LOWER_IS_BETTER = {"ece", "real_ece", "nll", "seconds"}
 COLUMNS = {  # per model and split: (figure, heading)
     "classifier": [("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("balanced", "balanced"),
@@ -271,6 +257,8 @@ COLUMNS = {  # per model and split: (figure, heading)
                    ("score", "score")],
     "generator": [("nll", "NLL"), ("realism", "realism"), ("new", "new draws")],
 }
+SPLITS = ("validation", "test")
+TABLES = "<!-- The tables below, up to Removed, are written by `python bench.py --ladder`. -->"
 WORKER: dict = {}
 
 
@@ -299,27 +287,23 @@ def start_worker(steps: int | None) -> None:
     WORKER.update(data=load_training_data(), steps=steps)
 
 
-def rung_job(kind: str, settings: dict, seed: int, variants: list[tuple]) -> tuple[dict, ...]:
-    """Train one rung's network (with seed, on one thread) and measure it under each variant of what is fitted after
-    training: {"validation": figures, "test": figures, "seconds": training seconds} per variant."""
-    import train
+def rung_job(kind: str, settings: dict, seed: int) -> dict:
+    """Train one row's network with seed on one thread, fit what is fitted after training, and measure it:
+    {"validation": figures, "test": figures, "seconds": training seconds}."""
     dataset, real = WORKER["data"]
-    train.Classifier = TorchGRUClassifier if settings.get("torch_gru") else Classifier
+    device, counts = torch.device("cpu"), settings["count_order"] > 0
     torch.manual_seed(seed)
-    trainer = train.train_classifier if kind == "classifier" else train.train_generator
-    model, history = trainer(dataset, real, settings, torch.device("cpu"), seed, WORKER.get("steps"), log=str)
-    results = []
-    for counts, after in variants:
-        if kind == "classifier":
-            fit_classifier(model, history["examples"], dataset.split("validation"), in_split(real, "validation"),
-                           counts > 0, after)
-            figures = {split: classifier_rung_figures(model, dataset, real, split) for split in ("validation", "test")}
-        else:
-            fitted = fit_generator(model, dataset, real, history["examples"], counts > 0, after, log=str)
-            figures = {split: generator_rung_figures(model, dataset, real, fitted, split)
-                       for split in ("validation", "test")}
-        results.append({**figures, "seconds": history["seconds"]})
-    return tuple(results)
+    if kind == "classifier":
+        model_type = TorchGRUClassifier if settings.get("torch_gru") else Classifier
+        model, history = train_classifier(dataset, real, settings, device, seed, WORKER["steps"], str, model_type)
+        fit_classifier(model, history["examples"], dataset.split("validation"), in_split(real, "validation"), counts,
+                       settings["calibrate"])
+        figures = {split: classifier_rung_figures(model, dataset, real, split) for split in SPLITS}
+    else:
+        model, history = train_generator(dataset, real, settings, device, seed, WORKER["steps"], str)
+        fitted = fit_generator(model, dataset, real, history["examples"], counts, settings["sampling_defaults"], str)
+        figures = {split: generator_rung_figures(model, dataset, real, fitted, split) for split in SPLITS}
+    return {**figures, "seconds": history["seconds"]}
 
 
 def classifier_rung_figures(model: Classifier, dataset, real: list, split: str) -> dict:
@@ -336,9 +320,9 @@ def classifier_rung_figures(model: Classifier, dataset, real: list, split: str) 
 def generator_rung_figures(model, dataset, real: list, fitted: dict, split: str) -> dict:
     temperature, top_k, casing, lengths = (fitted[key] for key in ("temperature", "top_k", "casing", "lengths"))
     known = set(fitted["known_names"])
-    found = expected_realism(model, dataset, in_split(real, split), known, temperature, top_k, casing, lengths)
     quality = sample_quality(model, dataset, known, temperature, casing, lengths, top_k)
-    return {"nll": generator_nlls(model, dataset.split(split))[0], "realism": found, "new": quality["pooled"]["new"]}
+    found = expected_realism(model, dataset, in_split(real, split), lengths, [(temperature, top_k)], [quality])[0]
+    return {"nll": generator_nll(model, dataset.split(split)), "realism": found, "new": quality["pooled"]["new"]}
 
 
 def ladder_rows(kind: str) -> list[tuple[str, int | None, dict, str]]:
@@ -355,57 +339,17 @@ def ladder_rows(kind: str) -> list[tuple[str, int | None, dict, str]]:
 
 
 def run_ladder(seeds: list[int], steps: int | None) -> dict[str, list[list[dict]]]:
-    """Every row's figures for every seed, rungs side by side in processes of one thread each. A network is trained
-    once for all the rows that differ only in what is fitted after training."""
-    jobs: dict[tuple, list[int]] = {}  # (kind, training settings, seed) -> the rows it serves
-    rows = {kind: ladder_rows(kind) for kind in AFTER_TRAINING}
-    for kind, kind_rows in rows.items():
-        for row, (_, _, settings, _) in enumerate(kind_rows):
-            trained = {k: v for k, v in settings.items() if k not in AFTER_TRAINING[kind]}
-            for seed in seeds:
-                jobs.setdefault((kind, tuple(sorted(trained.items())), seed), []).append(row)
+    """Every row's figures for every seed, two rows at a time in processes of one thread each."""
+    rows = {kind: ladder_rows(kind) for kind in ("classifier", "generator")}
     figures = {kind: [[{} for _ in seeds] for _ in kind_rows] for kind, kind_rows in rows.items()}
     with multiprocessing.get_context("spawn").Pool(2, initializer=start_worker, initargs=(steps,)) as pool:
-        pending = {}
-        for (kind, trained, seed), served in jobs.items():
-            variants = [tuple(rows[kind][row][2][key] for key in AFTER_TRAINING[kind]) for row in served]
-            settings = {**dict(trained), "count_order": max(count for count, _ in variants)}
-            pending[(kind, trained, seed)] = pool.apply_async(rung_job, (kind, settings, seed, variants))
-        for (kind, trained, seed), result in pending.items():
-            for row, measured in zip(jobs[(kind, trained, seed)], result.get()):
-                figures[kind][row][seeds.index(seed)] = measured
-                print(f"{kind} row {row} ({rows[kind][row][0]}), seed {seed}: {measured}", flush=True)
+        pending = [(kind, row, seed, pool.apply_async(rung_job, (kind, settings, seed)))
+                   for kind, kind_rows in rows.items() for row, (_, _, settings, _) in enumerate(kind_rows)
+                   for seed in seeds]
+        for kind, row, seed, result in pending:
+            measured = figures[kind][row][seeds.index(seed)] = result.get()
+            print(f"{kind} row {row} ({rows[kind][row][0]}), seed {seed}: {measured}", flush=True)
     return figures
-
-
-LADDER_TEXT = """# The ladder: from the tutorials' RNNs to the shipped models
-
-Written by `{command}` on {machine}: every row trained with seeds {seeds}, one CPU thread each,
-two rows side by side. Each rung is one change from the rung above it; a row beside the ladder is
-one change from the rung it names. Figures are the mean ± the standard deviation over the seeds.
-Choices are made on validation names; test names are only reported. An extra stays only where
-its rung moves the validation figure it exists for (**bold**) by more than the larger of the
-two rows' spreads; the verdict column says which did. Features a user sees (one answer in any
-letter case, calibrated probabilities) stay whatever they buy: the table shows what they cost.
-
-What every rung, rung 0 included, changes from the tutorials, and why:
-- Batches of names of similar length, one time step at a time, with Adam, a cosine learning
-  rate, gradient clipping and the best epoch on validation kept, in place of plain SGD on one
-  random name at a time: the same loss over the same names, in 57 steps an epoch, not 14,370.
-- Letters as embedding rows, not one-hot vectors times a matrix: the same product.
-- The classifier reads its answer from the last state through `h2o`; the tutorial's `i2o`
-  reads the last input beside the state before it, a linear map of the same two things.
-- The generator reads a start token first; without the start token's rung, its first letter is
-  given and not scored, as in the tutorial. Its dropout (0.3) is on `o2o`'s input, not output.
-- Figures: real recall is the mean per-language recall on the real surnames from mimesis (the
-  split's part); ECE has 15 bins; any case is the share of names with one top language as
-  written, in UPPER and in lower case; score is the mean of accuracy, macro-F1 and balanced
-  accuracy, averaged with real recall, which picks the best epoch. For the generator, NLL is in
-  nats per letter with the first letter given; realism is the chance that a draw is a real
-  surname of the language (the split's part, exact from the model's probabilities) over the
-  share of 1,000 draws that are new, averaged over the languages with 300 such names; new draws
-  is the share of 100 free draws per language that are distinct and new; seconds are training's.
-"""
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
@@ -423,7 +367,7 @@ def verdict(rows: list, figures: list[list[dict]], row: int) -> str:
     change = (theirs - mine) if figure in LOWER_IS_BETTER else (mine - theirs)
     beyond = change > max(mine_sd, theirs_sd)
     if figure == "seconds":
-        return f"{'faster' if beyond else 'no faster'} ({-change:+.0f} s)"
+        return f"{'faster' if beyond else 'no faster'} ({mine - theirs:+.0f} s)"
     return f"{'pays' if beyond else 'within the spread'} ({change:+.{4 if figure == 'realism' else 3}f})"
 
 
@@ -448,16 +392,17 @@ def ladder_table(kind: str, rows: list, figures: list[list[dict]], split: str) -
 
 
 def write_ladder(figures: dict, seeds: list[int], path: Path, command: str) -> None:
-    """docs/ladder.md from the figures; a "## Removed" section already there is kept: its rows' code is gone."""
+    """The tables of docs/ladder.md, between TABLES and its "## Removed" section: the text around them is written by
+    hand and kept (the removed rows' code is gone, so no run can write them again)."""
+    old = path.read_text() if path.exists() else "# The ladder\n\n"
     machine = f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
-    lines = [LADDER_TEXT.format(command=command, machine=machine, seeds=", ".join(map(str, seeds)))]
-    for kind in AFTER_TRAINING:
+    lines = [TABLES, f"Written by `{command}` on {machine}, seeds {', '.join(map(str, seeds))}.", ""]
+    for kind in ("classifier", "generator"):
         rows = ladder_rows(kind)
-        for split in ("validation", "test"):
+        for split in SPLITS:
             lines += [f"## {kind.capitalize()}: {split} names", "", *ladder_table(kind, rows, figures[kind], split), ""]
-    old = path.read_text() if path.exists() else ""
     removed = old[old.index("## Removed"):] if "## Removed" in old else ""
-    path.write_text("\n".join(lines) + ("\n" + removed if removed else ""))
+    path.write_text(old.split(TABLES)[0] + "\n".join(lines) + ("\n" + removed if removed else ""))
     print(f"wrote {path}")
 
 
@@ -467,7 +412,7 @@ def main() -> int:
                         "(default: train both afresh, and time that)")
     add_device_argument(parser)
     parser.add_argument("--ladder", nargs="?", const="docs/ladder.md", metavar="FILE", help="train every rung of the "
-                        "ladder instead (about an hour on 2 cores) and write its tables to FILE (docs/ladder.md)")
+                        "ladder instead (about half an hour on 2 cores) and write its tables to FILE (docs/ladder.md)")
     parser.add_argument("--seeds", default="1337,1,2", help="the ladder's seeds (default: 1337,1,2)")
     parser.add_argument("--steps", type=int, help="the ladder's training steps per row: a quick check, not figures")
     parser.add_argument("--load-client", metavar="URL", help=argparse.SUPPRESS)
@@ -496,7 +441,6 @@ def main() -> int:
         classifier = build(classifier_checkpoint)
         classifier_figures(dataset, classifier, classifier_checkpoint)
         generator_figures(dataset, classifier, load_checkpoint(checkpoints / "generator.pt", "generator"))
-        explanation_figures(dataset, checkpoints / "classifier.pt", device)
         name_list_figures(dataset, checkpoints / "classifier.pt", device)
         server_figures(dataset, checkpoints, device)
     return 0

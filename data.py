@@ -201,18 +201,13 @@ def load_training_data(data_dir: str | Path = DATA_DIR) -> tuple[Dataset, list[t
     return dataset, load_real_names(dataset)
 
 
-def encode(name: str) -> list[int]:
-    """Letter indices of a normalised name."""
-    return [LETTER_INDEX[c] for c in name]
-
-
 def pad_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Letter indices padded with 0 to the longest name, and each name's length: one tensor from one flat list, as a
     tensor per name costs more than the names themselves."""
     lengths = torch.tensor([len(name) for name in names], dtype=torch.long)
     letters = torch.zeros(len(names), int(lengths.max()) if names else 0, dtype=torch.long)
     letters[torch.arange(letters.shape[1]) < lengths[:, None]] = torch.tensor(
-        [index for name in names for index in encode(name)], dtype=torch.long)
+        [LETTER_INDEX[letter] for name in names for letter in name], dtype=torch.long)
     return letters, lengths
 
 

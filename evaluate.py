@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from counts import LetterCounts
-from data import Dataset, case_patterns, fold, in_shape, in_split
+from data import Dataset, case_patterns, in_shape, in_split
 from model import (CAPITALS, EOS, N_TOKENS, SOS, Classifier, Generator, classify, device_of, generator_batch,
                    invent, sample)
 
@@ -126,18 +126,6 @@ def naive_bayes(train: list[tuple[str, int, float]], n_labels: int, order: int =
     return lambda names: F.log_softmax(counts.log_likelihoods(*generator_batch(names)) + prior.log(), dim=1)
 
 
-def network_alone(model: Classifier) -> Callable[[list[str]], torch.Tensor]:
-    """The classifier without its letter counts: what the network itself says, at its own temperature."""
-    def log_probs(names: list[str]) -> torch.Tensor:
-        share = float(model.counts_share)
-        model.counts_share.fill_(0)
-        try:
-            return classify(model, names)
-        finally:
-            model.counts_share.fill_(share)
-    return log_probs
-
-
 def figures(log_probs: torch.Tensor, examples: list[tuple[str, int]], n_labels: int, threshold: float) -> dict:
     """Every classifier figure from log-probabilities of examples, the sure answers' with them."""
     truth = torch.tensor([label for _, label in examples])
@@ -157,14 +145,14 @@ def figures(log_probs: torch.Tensor, examples: list[tuple[str, int]], n_labels: 
 def report_classifier(model: Classifier, dataset: Dataset, real: list[tuple[str, int]],
                       train: list[tuple[str, int, float]], calibration: dict, log=print) -> tuple[dict, dict]:
     """Print every figure on names the model never trained on, the test split and the real names' test part: the
-    classifier, its network alone and naive Bayes trained on the same names. Returns what its checkpoint stores
-    (with the test confusion matrix), and the reliability rows."""
+    classifier's, and naive Bayes's trained on the same names. (What the letter counts add to the network is the
+    ladder's to say, docs/ladder.md.) Returns what its checkpoint stores (with the test confusion matrix), and the
+    reliability rows."""
     n_labels, threshold = len(dataset.languages), calibration["sure_threshold"]
     log(f"calibrated on {calibration['names']:,} validation names: temperature {calibration['temperature']:.3f}"
         + (f"; letter counts at a share of {calibration['counts_share']:.2f}" if "counts_share" in calibration
            else "") + f"; marked sure from probability {threshold:.3f}")
-    readers = {"classifier": lambda names: classify(model, names), "network alone": network_alone(model),
-               "naive Bayes": naive_bayes(train, n_labels)}
+    readers = {"classifier": lambda names: classify(model, names), "naive Bayes": naive_bayes(train, n_labels)}
     results = {}
     for key, examples in {"test": dataset.split("test"), "real": in_split(real, "test")}.items():
         if not examples:
@@ -204,42 +192,33 @@ def language_table(metrics: dict, languages: list[str]) -> str:
 
 # ----------------------------------------------------------------------------- generator
 
-def scored_batches(examples: list[tuple[str, int]], device: torch.device, first_letter_given: bool = True,
-                   batch_size: int = 512):
+def scored_batches(examples: list[tuple[str, int]], device: torch.device, batch_size: int = 512):
     """Teacher-forcing batches of held-out names in order of length: (languages, inputs, targets), -100 where nothing
-    is scored. With the first letter given, as the tutorial's generator is, it is not scored; without, it is, as
-    makemore scores names."""
+    is scored. The first letter is given, as the tutorial's generator is given it, and not scored."""
     examples = sorted(examples, key=lambda example: len(example[0]))
     for start in range(0, len(examples), batch_size):
         chunk = examples[start:start + batch_size]
         inputs, targets = generator_batch([name for name, _ in chunk], device)
-        if first_letter_given:
-            targets[:, 0] = -100
+        targets[:, 0] = -100
         yield torch.tensor([label for _, label in chunk], device=device), inputs, targets
 
 
 @torch.no_grad()
-def generator_nlls(model: Generator, examples: list[tuple[str, int]]) -> tuple[float, float]:
-    """Held-out NLL in nats per character of folded names, given the language, pooled over all names: with the first
-    letter given, and with it scored too (see `scored_batches`), from one pass."""
-    was_training = model.training
-    model.eval()
-    first = rest = 0.0
-    firsts = letters = 0
-    for language, inputs, targets in scored_batches(examples, device_of(model), first_letter_given=False):
-        per_letter = F.nll_loss(model(language, inputs).transpose(1, 2), targets, reduction="none")  # 0 at -100
-        first, rest = first + float(per_letter[:, 0].sum()), rest + float(per_letter[:, 1:].sum())
-        firsts += int((targets[:, 0] != -100).sum())
-        letters += int((targets[:, 1:] != -100).sum())
-    model.train(was_training)
-    return rest / max(letters, 1), (first + rest) / max(firsts + letters, 1)
+def generator_nll(model: Generator, examples: list[tuple[str, int]]) -> float:
+    """Held-out NLL in nats per letter of folded names, given the language and the first letter (`scored_batches`),
+    pooled over all names. The model must be in eval mode."""
+    total = letters = 0
+    for language, inputs, targets in scored_batches(examples, device_of(model)):
+        total += float(F.nll_loss(model(language, inputs).transpose(1, 2), targets, reduction="sum"))
+        letters += int((targets != -100).sum())
+    return total / max(letters, 1)
 
 
-def each_language(dataset: Dataset, lengths: dict[str, list[int]], per_language: int,
-                  indices: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """per_language rows of each language (of indices, or all) for one batch of `model.sample`: (languages, shortest,
-    longest), so that every language is drawn at once."""
-    rows = torch.tensor(range(len(dataset.languages)) if indices is None else indices).repeat_interleave(per_language)
+def each_language(dataset: Dataset, lengths: dict[str, list[int]],
+                  per_language: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """per_language rows of each language for one batch of `model.sample`: (languages, shortest, longest), so that
+    every language is drawn at once."""
+    rows = torch.arange(len(dataset.languages)).repeat_interleave(per_language)
     limits = torch.tensor([lengths[language] for language in dataset.languages])[rows]
     return rows, limits[:, 0], limits[:, 1]
 
@@ -275,25 +254,6 @@ def sample_quality(generator: Generator, dataset: Dataset, known: set[str], temp
     return {"languages": table, "pooled": pooled}
 
 
-def realism(generator: Generator, dataset: Dataset, real: list[tuple[str, int]], known: set[str],
-            temperature: float, top_k: int, lengths: dict[str, list[int]], per_language: int = 1000,
-            seed: int = 1337) -> dict:
-    """How often an invented name is a real surname: per language with at least MIN_HELD_OUT names in real (held-out
-    real names: their test part for reports), the share of the distinct new names among per_language draws that are
-    real surnames of that language; and their mean over those languages."""
-    held_out = {index: {fold(name) for name, label in real if label == index}
-                for index in range(len(dataset.languages))}
-    held_out = {index: names for index, names in held_out.items() if len(names) >= MIN_HELD_OUT}
-    rows, shortest, longest = each_language(dataset, lengths, per_language, list(held_out))
-    drawn = sample(generator, rows, [""] * len(rows), temperature, top_k, longest,
-                   torch.Generator().manual_seed(seed), shortest)
-    shares = {}
-    for k, (index, names) in enumerate(held_out.items()):
-        new = {name for name, _ in drawn[k * per_language:(k + 1) * per_language]} - known
-        shares[dataset.languages[index]] = len(new & names) / max(len(new), 1)
-    return {"languages": shares, "mean": sum(shares.values()) / len(shares) if shares else math.nan}
-
-
 @torch.no_grad()
 def draw_probabilities(generator: Generator, language: int, names: list[str], min_length: int,
                        settings: list[tuple[float, int]]) -> torch.Tensor:
@@ -314,19 +274,20 @@ def draw_probabilities(generator: Generator, language: int, names: list[str], mi
     return torch.stack(rows)
 
 
-def expected_realism(generator: Generator, dataset: Dataset, real: list[tuple[str, int]], known: set[str],
-                     temperature: float, top_k: int, casing: dict[str, str], lengths: dict[str, list[int]],
-                     per_language: int = 1000) -> float:
-    """`realism` without its sampling noise: per language with at least MIN_HELD_OUT names in real, the chance that a
-    draw is one of them (`draw_probabilities`, exact) over the share of per_language draws that are new; their mean."""
-    novel = sample_quality(generator, dataset, known, temperature, casing, lengths, top_k, per_language=per_language)
+def expected_realism(generator: Generator, dataset: Dataset, real: list[tuple[str, int]], lengths: dict[str, list[int]],
+                     settings: list[tuple[float, int]], qualities: list[dict]) -> list[float]:
+    """How often a new name is a real surname, at each (temperature, top-k) of settings, without sampling noise: per
+    language with at least MIN_HELD_OUT names in real (held-out real names), the chance that a draw is one of them
+    (`draw_probabilities`) over the share of draws that are new (`sample_quality` at the same settings, in
+    qualities); the mean over those languages, 0 where there are none."""
     shares = []
     for index, language in enumerate(dataset.languages):
         names = [name for name, label in real if label == index]
         if len(names) >= MIN_HELD_OUT:
-            chance = draw_probabilities(generator, index, names, lengths[language][0], [(temperature, top_k)]).sum()
-            shares.append(float(chance) / max(novel["languages"][language]["novel"], 1e-3))
-    return sum(shares) / len(shares) if shares else math.nan
+            chances = draw_probabilities(generator, index, names, lengths[language][0], settings).sum(1).tolist()
+            shares.append([chance / max(quality["languages"][language]["novel"], 1e-3)
+                           for chance, quality in zip(chances, qualities)])
+    return [sum(column) / len(shares) for column in zip(*shares)] if shares else [0.0] * len(settings)
 
 
 def request_distinct(generator: Generator, dataset: Dataset, known: set[str], temperature: float, top_k: int,
@@ -338,22 +299,14 @@ def request_distinct(generator: Generator, dataset: Dataset, known: set[str], te
 
 
 def report_generator(model: Generator, dataset: Dataset, sampling: dict, seed: int, log=print) -> dict:
-    """Print the test NLLs, the network's alone beside the mixture's, and a few names per language; return the
-    metrics its checkpoint stores."""
-    test = dataset.split("test")
-    nll, nll_scored = generator_nlls(model, test)
-    share = float(model.counts_share)
-    model.counts_share.fill_(0)
-    alone = generator_nlls(model, test)[0]
-    model.counts_share.fill_(share)
-    log(f"test split NLL, nats per character with the first letter given: network alone {alone:.3f}, with the "
-        f"letter counts at a share of {share:.3f} {nll:.3f} ({nll_scored:.3f} with the first letter scored too; "
-        f"uniform guessing {math.log(N_TOKENS - 1):.3f})")
+    """Print the test NLLs and a few names per language; return the metrics its checkpoint stores."""
+    nll = generator_nll(model, dataset.split("test"))
+    log(f"test split NLL, nats per letter with the first letter given: {nll:.3f} (uniform guessing "
+        f"{math.log(N_TOKENS - 1):.3f})")
     log(f"new names at the default sampling temperature {sampling['temperature']:.2f} and top-k {sampling['top_k']}:")
     rows, shortest, longest = each_language(dataset, sampling["lengths"], 4)
     names = invent(model, rows, [""] * len(rows), sampling["temperature"], [sampling["casing"][dataset.languages[row]]
                    for row in rows], sampling["top_k"], longest, seed, set(sampling["known_names"]), shortest)
     for index, language in enumerate(dataset.languages):
         log(f"  {language}: {', '.join(name for name, row in zip(names, rows.tolist()) if row == index and name)}")
-    return {"metrics": {"test_nll": nll, "test_nll_first_letter_scored": nll_scored, "test_nll_network": alone,
-                        **sampling["counts"]}}
+    return {"metrics": {"test_nll": nll, **sampling["counts"]}}

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from data import Dataset, fold, in_split, learn_casing, learn_lengths
-from evaluate import (MIN_HELD_OUT, count_letters, draw_probabilities, mean_recall, request_distinct, sample_quality,
-                      scored_batches, scores, selection_score)
+from evaluate import (count_letters, expected_realism, mean_recall, request_distinct, sample_quality, scored_batches,
+                      scores, selection_score)
 from model import Classifier, Generator, classify, device_of, generator_batch, mixture
 
 SURE_PRECISION = 0.95  # answers marked sure must be right this often on validation
@@ -131,17 +131,12 @@ def choose_sampling(generator: Generator, dataset: Dataset, real: list[tuple[str
     at least DISTINCT_SHARE full. Realism is its expectation on the validation part of the real names: the chance that
     a draw is one of them (`draw_probabilities`) over the share of draws that are new, from 100 free draws per
     language (0 without such names: then the coolest pair that qualifies). Returns the pair and every pair's figures."""
-    held_out = {index: [name for name, label in real if label == index] for index in range(len(dataset.languages))}
-    held_out = {index: names for index, names in held_out.items() if len(names) >= MIN_HELD_OUT}
-    chances = {index: draw_probabilities(generator, index, names, lengths[dataset.languages[index]][0],
-                                         SAMPLING_GRID).sum(1) for index, names in held_out.items()}
-    rows = []
-    for row, (temperature, top_k) in enumerate(SAMPLING_GRID):
-        figures = sample_quality(generator, dataset, known, temperature, casing, lengths, top_k, seed=1)
-        by_language = list(figures["languages"].values())
-        found = [float(chances[index][row]) / max(by_language[index]["novel"], 1e-3) for index in held_out]
-        rows.append({"temperature": temperature, "top_k": top_k, "realism": sum(found) / max(len(found), 1),
-                     "draws": 1 / max(figures["pooled"]["new"], 1e-3)})
+    qualities = [sample_quality(generator, dataset, known, temperature, casing, lengths, top_k, seed=1)
+                 for temperature, top_k in SAMPLING_GRID]
+    realisms = expected_realism(generator, dataset, real, lengths, SAMPLING_GRID, qualities)
+    rows = [{"temperature": temperature, "top_k": top_k, "realism": found,
+             "draws": 1 / max(quality["pooled"]["new"], 1e-3)}
+            for (temperature, top_k), quality, found in zip(SAMPLING_GRID, qualities, realisms)]
     for row in sorted(rows, key=lambda row: -row["realism"]):
         if row["draws"] <= MAX_DRAWS:
             row["distinct"] = request_distinct(generator, dataset, known, row["temperature"], row["top_k"], lengths)

@@ -17,7 +17,6 @@ import io
 import itertools
 import json
 import os
-import stat
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -67,11 +66,7 @@ class Progress:
     def __init__(self, source: BinaryIO | None, wanted: bool):
         """source: the input being read, None where this is no batch run (nothing is shown)."""
         self.source, self.shown = source, source is not None and (wanted or sys.stderr.isatty())
-        try:
-            found = os.fstat(source.fileno()) if source is not None else None
-        except OSError:  # a stream with no file behind it
-            found = None
-        self.size = found.st_size if found and stat.S_ISREG(found.st_mode) else 0  # a pipe's size is unknown
+        self.size = os.fstat(source.fileno()).st_size if self.shown and source.seekable() else 0  # a pipe's: unknown
         self.done, self.start = 0, time.perf_counter()
 
     def update(self, names: int) -> None:
@@ -87,18 +82,14 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def stdin_names() -> Iterator[str]:
-    """stdin's lines as valid Unicode whatever bytes arrived, one at a time. Only a line feed (with one carriage
-    return before it) ends a line, so that answers line up with the input."""
-    for line in sys.stdin.buffer:  # bytes, so that one badly encoded line cannot stop the run
-        yield line.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8", errors="replace")
-
-
 def read_names(names: list[str]) -> Iterator[str]:
-    """The names to answer, one per argument or stdin line."""
+    """The names to answer, one per argument or stdin line, as valid Unicode whatever bytes arrived. stdin is read as
+    bytes, so that one badly encoded line cannot stop the run, and only a line feed (with one carriage return before
+    it) ends a line, so that answers line up with the input."""
     for name in names:
         if name == "-":
-            yield from stdin_names()
+            for line in sys.stdin.buffer:
+                yield line.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8", errors="replace")
         else:  # undecodable bytes in an argument arrive as lone surrogates, which JSON output cannot carry
             yield name.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
 

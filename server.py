@@ -265,10 +265,8 @@ class Handler(BaseHTTPRequestHandler):
         accept = self.headers.get("Accept", "")
         return "text/html" in accept and "application/json" not in accept.split(",")[0]
 
-    def send_json(self, status: int, body: dict, head_only: bool = False) -> bytes:
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        self.send_body(status, payload, JSON_TYPE, head_only)
-        return payload
+    def send_json(self, status: int, body: dict, head_only: bool = False) -> None:
+        self.send_body(status, json.dumps(body, ensure_ascii=False).encode("utf-8"), JSON_TYPE, head_only)
 
     def send_body(self, status: int, payload: bytes, content_type: str, head_only: bool) -> None:
         self.send_response(status)
@@ -284,18 +282,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors found by http.server itself (bad request line, unknown method) as JSON too."""
-        if code == HTTPStatus.NOT_IMPLEMENTED:  # a method http.server has no do_ method for
+        if code == HTTPStatus.NOT_IMPLEMENTED:  # any method but GET and HEAD; its body, if any, is left unread
             code, message = HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command} not allowed; use GET or HEAD"
         self.close_connection = True
         self.request_version = self.protocol_version  # answer garbage with a real status line, not HTTP/0.9
         head_only = self.requestline.startswith("HEAD ")  # even a HEAD we could not parse gets no body
         self.send_json(code, {"error": message or HTTPStatus(code).phrase}, head_only=head_only)
-
-    def method_not_allowed(self) -> None:
-        self.close_connection = True  # the request body, if any, is left unread
-        self.send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"method {self.command} not allowed; use GET or HEAD"})
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = method_not_allowed
 
     def log_request(self, code="-", size="-") -> None:
         if not self.quiet:  # --quiet silences the access log only; errors are still logged

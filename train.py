@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from data import (ALPHABET, DATA_DIR, MAX_NAME_LENGTH, SPLIT_RULE, ArgumentParser, DataError, Dataset, Example,
                   class_weights, classifier_examples, draw_share, generator_examples, in_split, length_batches,
                   load_training_data)
-from evaluate import classifier_score, generator_nlls, report_classifier, report_generator
+from evaluate import classifier_score, generator_nll, report_classifier, report_generator
 from fitting import fit_classifier, fit_generator
 from model import (CELLS, CHECKPOINT_DIR, N_TOKENS, Classifier, Generator, add_device_argument, arguments_for,
                    generator_batch, make_checkpoint, save_checkpoint, writable_folder)
@@ -33,7 +33,7 @@ from plots import plot_confusion, plot_losses, plot_reliability
 # Settings, gathered in one place; the common ones have a command-line flag of the same name. Each setting past the
 # tutorials' RNNs is a rung of docs/ladder.md (`python bench.py --ladder`), which says what it buys.
 CLASSIFIER = dict(
-    epochs=20,
+    epochs=15,
     hidden_size=128,  # of each direction's state
     lr=7e-3,  # Adam's peak rate, decayed by a cosine
     batch_size=256,  # names per step
@@ -49,7 +49,7 @@ CLASSIFIER = dict(
     calibrate=True,  # fit temperatures on validation names, so that probabilities are honest
 )
 GENERATOR = dict(
-    epochs=10,
+    epochs=8,
     hidden_size=384,
     lr=4e-3,
     batch_size=128,
@@ -112,7 +112,9 @@ def fit(model: torch.nn.Module, train: list, loss_of, validate, epochs: int, lr:
                     history["train"].append((step, sum(recent) / len(recent)))
                     log(f"{step} {100 * step // total_steps}% ({time.time() - start:.0f} s) "
                         f"{history['train'][-1][1]:.4f}{note}")
+            model.eval()
             score, validation_loss, summary = validate()
+            model.train()
             history["validation"].append((step, validation_loss))
             log(f"epoch {epoch}: {summary}")
             if score > best["score"]:
@@ -129,13 +131,13 @@ def fit(model: torch.nn.Module, train: list, loss_of, validate, epochs: int, lr:
 
 
 def train_classifier(dataset: Dataset, real: list[tuple[str, int]], settings: dict, device: torch.device, seed: int,
-                     max_steps: int | None = None, log=print) -> tuple[Classifier, dict]:
+                     max_steps: int | None = None, log=print, model_type: type = Classifier) -> tuple[Classifier, dict]:
     """Train on the train split and the real names' train part, keeping the epoch with the best validation score."""
     n_labels = len(dataset.languages)
     train = classifier_examples(dataset, real, settings["real_weight"])
     validation, real_validation = dataset.split("validation"), in_split(real, "validation")
-    model_args = arguments_for(Classifier, settings, n_letters=len(ALPHABET), n_languages=n_labels)
-    model = Classifier(**model_args).to(device)
+    model_args = arguments_for(model_type, settings, n_letters=len(ALPHABET), n_languages=n_labels)
+    model = model_type(**model_args).to(device)
     weights = (class_weights(train, [label for _, label in dataset.split("train")], n_labels) if settings["balance"]
                else torch.ones(n_labels)).to(device)
 
@@ -149,9 +151,7 @@ def train_classifier(dataset: Dataset, real: list[tuple[str, int]], settings: di
         return loss, f" {names[0]} / {guess} {'✓' if guess == truth else f'✗ ({truth})'}"
 
     def validate():
-        model.eval()
         score, metrics, summary = classifier_score(model, validation, real_validation, n_labels, weights.cpu())
-        model.train()
         return score, metrics["weighted_loss"], summary
 
     history = fit(model.train(), train, loss_of, validate, settings["epochs"], settings["lr"], settings["batch_size"],
@@ -179,7 +179,7 @@ def train_generator(dataset: Dataset, real: list[tuple[str, int]], settings: dic
         return (per_letter * weights).sum() / weights.sum(), ""
 
     def validate():
-        nll = generator_nlls(model, validation)[0]  # with the first letter given, as the tutorial's generator
+        nll = generator_nll(model, validation)  # with the first letter given, as the tutorial's generator
         return -nll, nll, f"validation NLL {nll:.4f} nats/char"
 
     history = fit(model.train(), train, loss_of, validate, settings["epochs"], settings["lr"], settings["batch_size"],

@@ -122,7 +122,7 @@ def test_a_csv_column_that_is_not_there_names_the_columns_that_are(trained, tmp_
     assert alone.returncode == 2 and alone.stderr.count("\n") == 1
 
 
-def test_progress_only_when_asked_or_on_a_terminal(trained):
+def test_progress_only_when_asked_or_on_a_terminal(trained, tmp_path):
     names = "\n".join(["Hinton", "Tanaka"] * 50) + "\n"
     quiet = run("predict.py", "--checkpoint", str(trained / "classifier.pt"), "--json", "-", stdin=names)
     assert quiet.returncode == 0 and quiet.stderr == ""  # a pipeline's stderr stays quiet
@@ -130,6 +130,13 @@ def test_progress_only_when_asked_or_on_a_terminal(trained):
                 stdin=names)
     assert shown.returncode == 0 and shown.stdout == quiet.stdout
     assert shown.stderr.strip().startswith("100 names, ") and "names/s" in shown.stderr  # share: unknown on a pipe
+    listed = tmp_path / "names.txt"
+    listed.write_text(names)
+    with listed.open() as stdin:
+        command = [sys.executable, "predict.py", "--checkpoint", str(trained / "classifier.pt"), "--json", "--progress",
+                   "-"]
+        from_file = subprocess.run(command, cwd=ROOT, stdin=stdin, capture_output=True, text=True, timeout=60)
+    assert from_file.stdout == quiet.stdout and from_file.stderr.strip().endswith("names/s, 100% of the input")
 
 
 @pytest.mark.parametrize("command", [["predict.py", "Hinton"], ["predict.py", "--json", "-"],
